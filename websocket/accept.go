@@ -1,0 +1,162 @@
+package websocket
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Accept completes the opening handshake of a WebSocket request (RFC 6455
+// §4.2) and returns the connection. The caller owns the connection and must
+// close it; Open does that for you.
+//
+// A request that is not a valid handshake gets an HTTP error that says what
+// was wrong (400; 405 for another method; 426 with Sec-WebSocket-Version: 13
+// for another protocol version; 403 for a refused Origin), and Accept
+// returns a *HandshakeError.
+func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
+	return accept(w, r, opts, nil)
+}
+
+// accept is Accept with a function to run when the connection closes.
+func accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, onClose func()) (*Conn, error) {
+	if opts == nil {
+		opts = &AcceptOptions{}
+	}
+	if herr := checkUpgradeRequest(w, r); herr != nil {
+		return nil, refuse(w, herr)
+	}
+	if !opts.InsecureSkipVerifyOrigin {
+		if ok, why := checkOrigin(r, opts.OriginPatterns); !ok {
+			return nil, refuse(w, &HandshakeError{Status: http.StatusForbidden, Message: why})
+		}
+	}
+	subprotocol := selectSubprotocol(r, opts.Subprotocols)
+
+	netConn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, refuse(w, &HandshakeError{Status: http.StatusInternalServerError, Message: "cannot take over the connection: " + err.Error()})
+	}
+	// The server's ReadTimeout and WriteTimeout left deadlines on the
+	// connection; the WebSocket sets its own.
+	netConn.SetDeadline(time.Time{})
+
+	resp := buildAcceptResponse(r.Header.Get("Sec-WebSocket-Key"), subprotocol, opts.ResponseHeader)
+	timeout := opts.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = DefaultHandshakeTimeout
+	}
+	netConn.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := netConn.Write(resp); err != nil {
+		netConn.Close()
+		return nil, &HandshakeError{Message: "writing the handshake response: " + err.Error()}
+	}
+	netConn.SetWriteDeadline(time.Time{})
+
+	var t transport = netConn
+	if n := brw.Reader.Buffered(); n > 0 {
+		// The client sent frames right behind its request.
+		prefix, _ := brw.Reader.Peek(n)
+		t = &prefixedConn{Conn: netConn, prefix: append([]byte(nil), prefix...)}
+	}
+	return newConn(t, netConn, false, subprotocol, &opts.Options, onClose), nil
+}
+
+// checkUpgradeRequest checks the request against RFC 6455 §4.2.1.
+func checkUpgradeRequest(w http.ResponseWriter, r *http.Request) *HandshakeError {
+	bad := func(msg string) *HandshakeError {
+		return &HandshakeError{Status: http.StatusBadRequest, Message: msg}
+	}
+	if r.ProtoMajor == 2 {
+		return &HandshakeError{Status: http.StatusHTTPVersionNotSupported, Message: "WebSocket over HTTP/2 is not supported by this server yet; use HTTP/1.1"}
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		return &HandshakeError{Status: http.StatusMethodNotAllowed, Message: "a WebSocket handshake must use GET, not " + r.Method}
+	}
+	if !r.ProtoAtLeast(1, 1) {
+		return bad("a WebSocket handshake needs HTTP/1.1 or later, not " + r.Proto)
+	}
+	if !headerHasToken(r.Header, "Connection", "upgrade") {
+		return bad(`this endpoint speaks WebSocket: the request's Connection header must contain "Upgrade"`)
+	}
+	if !headerHasToken(r.Header, "Upgrade", "websocket") {
+		return bad(`this endpoint speaks WebSocket: the request's Upgrade header must contain "websocket"`)
+	}
+	switch v := r.Header.Values("Sec-WebSocket-Version"); {
+	case len(v) == 0:
+		return bad("the request has no Sec-WebSocket-Version header")
+	case len(v) > 1 || strings.TrimSpace(v[0]) != "13":
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return &HandshakeError{Status: http.StatusUpgradeRequired, Message: "unsupported WebSocket version " + quote(strings.Join(v, ", ")) + "; this server speaks version 13"}
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	switch {
+	case len(keys) == 0:
+		return bad("the request has no Sec-WebSocket-Key header")
+	case len(keys) > 1 || !validKey(strings.TrimSpace(keys[0])):
+		return bad("the Sec-WebSocket-Key header must be the base64 form of 16 bytes")
+	}
+	return nil
+}
+
+// refuse writes the handshake error as a plain-text HTTP response.
+func refuse(w http.ResponseWriter, herr *HandshakeError) error {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(herr.Status)
+	w.Write([]byte(herr.Message + "\n"))
+	return herr
+}
+
+// selectSubprotocol picks the server's most preferred subprotocol that the
+// client offered.
+func selectSubprotocol(r *http.Request, supported []string) string {
+	if len(supported) == 0 {
+		return ""
+	}
+	offered := headerTokens(r.Header, "Sec-WebSocket-Protocol")
+	for _, s := range supported {
+		for _, o := range offered {
+			if o == s { // subprotocol names are case-sensitive (RFC 6455 §4.1)
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+func buildAcceptResponse(key, subprotocol string, extra http.Header) []byte {
+	var b strings.Builder
+	b.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ")
+	b.WriteString(acceptKey(strings.TrimSpace(key)))
+	b.WriteString("\r\n")
+	if subprotocol != "" {
+		b.WriteString("Sec-WebSocket-Protocol: " + subprotocol + "\r\n")
+	}
+	if len(extra) > 0 {
+		bw := bufio.NewWriter(&b)
+		extra.Write(bw)
+		bw.Flush()
+	}
+	b.WriteString("\r\n")
+	return []byte(b.String())
+}
+
+// prefixedConn replays bytes the HTTP server had already buffered.
+type prefixedConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixedConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}

@@ -1,0 +1,248 @@
+package websocket
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+const defaultDialHandshakeTimeout = 30 * time.Second
+
+// Dial opens a WebSocket connection to a ws:// or wss:// URL (http:// and
+// https:// are accepted too) and returns it with the server's handshake
+// response. The handshake is bounded by ctx and HandshakeTimeout; ctx does
+// not bound the connection after Dial returns.
+//
+// When the server refuses, the error is a *HandshakeError and the response
+// is returned too, its Body holding the first KiB of what the server said.
+func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.Response, error) {
+	if opts == nil {
+		opts = &DialOptions{}
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, nil, &HandshakeError{Message: "invalid URL: " + err.Error(), cause: err}
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "ws", "http":
+		u.Scheme = "http"
+	case "wss", "https":
+		u.Scheme = "https"
+	default:
+		return nil, nil, &HandshakeError{Message: "the URL scheme must be ws or wss, not " + quote(u.Scheme)}
+	}
+	for _, p := range opts.Subprotocols {
+		if !validToken(p) {
+			return nil, nil, &HandshakeError{Message: "invalid subprotocol name " + quote(p)}
+		}
+	}
+	timeout := opts.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = defaultDialHandshakeTimeout
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	var keyBytes [16]byte
+	rand.Read(keyBytes[:])
+	key := base64.StdEncoding.EncodeToString(keyBytes[:])
+
+	captured := new(capturedConn)
+	req, err := http.NewRequestWithContext(context.WithValue(hctx, capturedConnKey{}, captured), http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, nil, &HandshakeError{Message: err.Error(), cause: err}
+	}
+	for k, vs := range opts.Header {
+		if http.CanonicalHeaderKey(k) == "Host" {
+			if len(vs) > 0 {
+				req.Host = vs[0]
+			}
+			continue
+		}
+		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Sec-WebSocket-Key", key)
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	if len(opts.Subprotocols) > 0 {
+		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
+	}
+
+	resp, err := handshakeClient(opts.HTTPClient).Do(req)
+	if err != nil {
+		return nil, nil, &HandshakeError{Message: err.Error(), cause: err}
+	}
+	subprotocol, herr := checkAcceptResponse(resp, key, opts.Subprotocols)
+	if herr != nil {
+		keepBodyStart(resp)
+		herr.Response = resp
+		return nil, resp, herr
+	}
+	rwc, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		resp.Body.Close()
+		return nil, resp, &HandshakeError{Status: resp.StatusCode, Message: "the HTTP client's transport does not hand over upgraded connections", Response: resp}
+	}
+	var t transport
+	netConn := captured.get()
+	if netConn != nil {
+		t = &upgradedConn{ReadWriteCloser: rwc, deadlines: netConn}
+	} else {
+		t = &upgradedConn{ReadWriteCloser: rwc}
+	}
+	return newConn(t, netConn, true, subprotocol, &opts.Options, nil), resp, nil
+}
+
+// checkAcceptResponse checks the server's answer (RFC 6455 §4.1, steps 1-6
+// of the client's checks).
+func checkAcceptResponse(resp *http.Response, key string, offered []string) (string, *HandshakeError) {
+	fail := func(msg string) (string, *HandshakeError) {
+		return "", &HandshakeError{Status: resp.StatusCode, Message: msg}
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		return fail("the server answered " + resp.Status + " instead of 101 Switching Protocols")
+	}
+	if !headerHasToken(resp.Header, "Upgrade", "websocket") {
+		return fail(`the response's Upgrade header does not contain "websocket"`)
+	}
+	if !headerHasToken(resp.Header, "Connection", "upgrade") {
+		return fail(`the response's Connection header does not contain "Upgrade"`)
+	}
+	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != acceptKey(key) {
+		return fail("the response's Sec-WebSocket-Accept " + quote(got) + " does not match the key sent")
+	}
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+		return fail("the server chose extensions that were not offered: " + quote(ext))
+	}
+	protos := headerTokens(resp.Header, "Sec-WebSocket-Protocol")
+	switch {
+	case len(protos) == 0:
+		return "", nil
+	case len(protos) > 1:
+		return fail("the server chose more than one subprotocol")
+	}
+	for _, p := range offered {
+		if p == protos[0] {
+			return p, nil
+		}
+	}
+	return fail("the server chose subprotocol " + quote(protos[0]) + ", which was not offered")
+}
+
+// keepBodyStart replaces a refused handshake's body with its first KiB, so
+// the caller can read why without holding the connection.
+func keepBodyStart(resp *http.Response) {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+}
+
+// upgradedConn is the connection a 101 response hands over. deadlines is
+// the underlying network connection when the dialer could capture it; a
+// transport without one cannot interrupt a blocked read, so cancellation
+// closes the connection instead.
+type upgradedConn struct {
+	io.ReadWriteCloser
+	deadlines net.Conn
+}
+
+func (u *upgradedConn) SetReadDeadline(t time.Time) error {
+	if u.deadlines == nil {
+		if !t.IsZero() && !t.After(time.Now()) {
+			return u.Close()
+		}
+		return errors.ErrUnsupported
+	}
+	return u.deadlines.SetReadDeadline(t)
+}
+
+func (u *upgradedConn) SetWriteDeadline(t time.Time) error {
+	if u.deadlines == nil {
+		if !t.IsZero() && !t.After(time.Now()) {
+			return u.Close()
+		}
+		return errors.ErrUnsupported
+	}
+	return u.deadlines.SetWriteDeadline(t)
+}
+
+// capturedConn receives the network connection the transport dials for
+// one handshake, so the WebSocket can set deadlines on it.
+type capturedConn struct{ p atomic.Pointer[net.Conn] }
+
+type capturedConnKey struct{}
+
+func (c *capturedConn) get() net.Conn {
+	if p := c.p.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func capturingDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err == nil {
+			if c, ok := ctx.Value(capturedConnKey{}).(*capturedConn); ok {
+				c.p.Store(&conn)
+			}
+		}
+		return conn, err
+	}
+}
+
+var defaultDialer = &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+
+// defaultHandshakeClient speaks HTTP/1.1 only and keeps no idle
+// connections: every handshake dials its own.
+var defaultHandshakeClient = &http.Client{Transport: &http.Transport{
+	Proxy:               http.ProxyFromEnvironment,
+	DialContext:         capturingDial(defaultDialer.DialContext),
+	TLSHandshakeTimeout: 10 * time.Second,
+	DisableKeepAlives:   true,
+	TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+}}
+
+// handshakeClient adapts a caller's client: an *http.Transport is cloned
+// so that its dials are captured and HTTP/2 is not used for the handshake.
+func handshakeClient(c *http.Client) *http.Client {
+	if c == nil {
+		return defaultHandshakeClient
+	}
+	base, ok := c.Transport.(*http.Transport)
+	if c.Transport == nil {
+		base, ok = http.DefaultTransport.(*http.Transport)
+	}
+	if !ok {
+		return c
+	}
+	t := base.Clone()
+	dial := t.DialContext
+	if dial == nil {
+		dial = defaultDialer.DialContext
+	}
+	t.DialContext = capturingDial(dial)
+	if t.DialTLSContext != nil {
+		t.DialTLSContext = capturingDial(t.DialTLSContext)
+	}
+	t.DisableKeepAlives = true
+	t.ForceAttemptHTTP2 = false
+	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	if t.TLSClientConfig != nil {
+		t.TLSClientConfig.NextProtos = nil
+	}
+	cc := *c
+	cc.Transport = t
+	return &cc
+}

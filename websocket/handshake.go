@@ -1,0 +1,69 @@
+package websocket
+
+import (
+	"crypto/sha1"
+	"encoding/base64"
+	"net/http"
+	"strings"
+)
+
+// keyGUID is the fixed string of RFC 6455 §1.3 that the accept digest mixes
+// into the client's key.
+const keyGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// acceptKey computes Sec-WebSocket-Accept for a Sec-WebSocket-Key.
+func acceptKey(key string) string {
+	h := sha1.New()
+	h.Write([]byte(key))
+	h.Write([]byte(keyGUID))
+	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// validKey reports whether key is base64 of 16 bytes (RFC 6455 §4.2.1).
+func validKey(key string) bool {
+	if len(key) != 24 {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(key)
+	return err == nil && len(b) == 16
+}
+
+// headerTokens splits every value of a comma-separated header into trimmed,
+// non-empty tokens.
+func headerTokens(h http.Header, name string) []string {
+	var tokens []string
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tokens = append(tokens, t)
+			}
+		}
+	}
+	return tokens
+}
+
+// headerHasToken reports whether a comma-separated header holds token,
+// compared case-insensitively (RFC 7230 §6.1, §6.7).
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, t := range headerTokens(h, name) {
+		if strings.EqualFold(t, token) {
+			return true
+		}
+	}
+	return false
+}
+
+// validToken reports whether s is an RFC 7230 token, the form subprotocol
+// names must take (RFC 6455 §4.1).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7F || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,53 @@
+package websocket
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+)
+
+// Open accepts a WebSocket request, runs handler with the connection and
+// closes it properly whatever the handler returns:
+//
+//   - nil: close code 1000;
+//   - an error from Read after the peer closed: the peer's code was already
+//     echoed, and a normal close (1000, 1001) counts as a clean end;
+//   - a *CloseError the handler built: its code and reason;
+//   - any error while r's context is cancelled (the server shutting down):
+//     1001 going away;
+//   - any other error: 1011 internal error (the error text is not sent).
+//
+// The handler's ctx is cancelled when the connection closes. Open returns the
+// handler's error, or nil for a clean end, or the handshake error.
+func Open(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, handler func(ctx context.Context, c *Conn) error) error {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	c, err := accept(w, r, opts, cancel)
+	if err != nil {
+		return err
+	}
+
+	herr := handler(ctx, c)
+
+	var ce *CloseError
+	switch {
+	case errors.As(herr, &ce):
+		if ce.Remote || c.isClosed() {
+			c.Close(ce.Code, "") // the handshake is over: this only closes
+		} else {
+			c.Close(ce.Code, ce.Reason)
+		}
+	case r.Context().Err() != nil:
+		c.Close(StatusGoingAway, "server shutting down")
+	case herr == nil:
+		c.Close(StatusNormalClosure, "")
+	default:
+		c.Close(StatusInternalError, "internal error")
+	}
+	c.CloseNow()
+	if errors.Is(herr, io.EOF) || r.Context().Err() != nil && errors.Is(herr, r.Context().Err()) {
+		return nil // the peer left normally, or the server is shutting down
+	}
+	return herr
+}

@@ -1,0 +1,130 @@
+package websocket
+
+import (
+	"net/http"
+	"time"
+)
+
+// Defaults of the limits in Options.
+const (
+	DefaultReadLimit        = 16 << 20 // bytes per message
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultCloseTimeout     = 5 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+)
+
+// Options are the settings common to both sides of a connection. The zero
+// value gives the defaults.
+type Options struct {
+	// ReadLimit is the largest message, in bytes, that Read and Reader accept;
+	// a bigger one fails the connection with close code 1009. 0 means
+	// DefaultReadLimit; -1 means no limit (only for trusted peers).
+	ReadLimit int64
+
+	// WriteTimeout bounds a write that has no context deadline of its own
+	// (SendText, SendBinary, Flush and automatic pongs). 0 means
+	// DefaultWriteTimeout; -1 means no bound. When a write times out the
+	// connection is closed: a frame may have been cut.
+	WriteTimeout time.Duration
+
+	// CloseTimeout is how long Close waits for the peer's close frame.
+	// 0 means DefaultCloseTimeout.
+	CloseTimeout time.Duration
+
+	// PingInterval turns on keepalive: a ping is sent every interval and the
+	// connection is closed when its pong does not arrive within PongTimeout
+	// (default: PingInterval). Pongs are read by Read, so keepalive needs a
+	// reading goroutine, as every connection should have anyway.
+	PingInterval time.Duration
+	PongTimeout  time.Duration
+}
+
+// AcceptOptions configure Accept and Open. A nil *AcceptOptions gives the
+// defaults.
+type AcceptOptions struct {
+	// Subprotocols the server speaks, in order of preference. The first one
+	// the client also offers is chosen; none is chosen when there is no match.
+	Subprotocols []string
+
+	// OriginPatterns are origins allowed besides the request's own host, as
+	// path.Match patterns matched against the Origin's host ("*.example.com",
+	// "localhost:*") or, when a pattern contains "://", the whole origin
+	// ("https://*.example.com"). By default only same-host origins are
+	// accepted, which protects a cookie-authenticated endpoint from
+	// cross-site WebSocket hijacking.
+	OriginPatterns []string
+
+	// InsecureSkipVerifyOrigin accepts every Origin.
+	InsecureSkipVerifyOrigin bool
+
+	// ResponseHeader is added to the 101 response (cookies, for example).
+	ResponseHeader http.Header
+
+	// HandshakeTimeout bounds writing the handshake response.
+	// 0 means DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	Options
+}
+
+// DialOptions configure Dial. A nil *DialOptions gives the defaults.
+type DialOptions struct {
+	// HTTPClient sends the handshake request; its Transport decides proxies
+	// and TLS. It must not use HTTP/2 for the handshake. By default an
+	// HTTP/1.1 transport honouring the proxy environment variables is used.
+	// With a custom client, cancelling a Read's context closes the connection
+	// instead of only ending the Read.
+	HTTPClient *http.Client
+
+	// Header is sent with the handshake request (Authorization, Cookie,
+	// Origin, User-Agent; "Host" sets the request's Host).
+	Header http.Header
+
+	// Subprotocols offered to the server, in order of preference.
+	Subprotocols []string
+
+	// HandshakeTimeout bounds the whole handshake when ctx has no earlier
+	// deadline. 0 means 30 seconds.
+	HandshakeTimeout time.Duration
+
+	Options
+}
+
+// settings are the resolved Options of one connection.
+type settings struct {
+	readLimit    int64
+	writeTimeout time.Duration
+	closeTimeout time.Duration
+	pingInterval time.Duration
+	pongTimeout  time.Duration
+}
+
+func (o *Options) resolve() settings {
+	s := settings{
+		readLimit:    DefaultReadLimit,
+		writeTimeout: DefaultWriteTimeout,
+		closeTimeout: DefaultCloseTimeout,
+	}
+	if o == nil {
+		return s
+	}
+	if o.ReadLimit != 0 {
+		s.readLimit = o.ReadLimit
+	}
+	if o.WriteTimeout > 0 {
+		s.writeTimeout = o.WriteTimeout
+	} else if o.WriteTimeout < 0 {
+		s.writeTimeout = 0
+	}
+	if o.CloseTimeout > 0 {
+		s.closeTimeout = o.CloseTimeout
+	}
+	if o.PingInterval > 0 {
+		s.pingInterval = o.PingInterval
+		s.pongTimeout = o.PongTimeout
+		if s.pongTimeout <= 0 {
+			s.pongTimeout = o.PingInterval
+		}
+	}
+	return s
+}

@@ -1,0 +1,483 @@
+package websocket
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// readState is where the reader stands in the frame stream.
+type readState struct {
+	// The data frame being read.
+	remaining int64  // payload bytes not yet read
+	key       uint32 // masking key, rotated to the next payload byte
+	masked    bool
+	fin       bool
+
+	// The data message being read.
+	inMessage bool
+	typ       MessageType
+	size      int64 // payload bytes of the message so far, against the read limit
+	utf8      utf8Validator
+	gen       uint64 // counts messages, so a stale Reader can tell
+}
+
+// Read reads the next whole message. Control frames that arrive before it
+// are handled on the way: pings are answered, the peer's close frame is
+// echoed and ends the connection.
+//
+// When the peer closes the connection Read returns a *CloseError; with code
+// 1000 or 1001 it matches io.EOF, so a read loop can end quietly. When the
+// peer breaks the protocol, Read sends the close frame the RFC requires
+// (1002, 1007 for invalid UTF-8, 1009 over the read limit) and returns a
+// *CloseError with Remote false.
+//
+// Cancelling ctx while Read waits for a message leaves the connection usable;
+// cancelling it after part of the message has arrived closes the connection,
+// since the rest could not be told apart from the next message.
+func (c *Conn) Read(ctx context.Context) (Message, error) {
+	if err := c.lockSem(ctx, c.readSem); err != nil {
+		return Message{}, err
+	}
+	defer func() { <-c.readSem }()
+	if c.readErr != nil {
+		return Message{}, c.readErr
+	}
+	stop := watchContext(ctx, c.t.SetReadDeadline)
+	msg, err := c.readMessage()
+	if err = c.endRead(ctx, stop(), err); err != nil {
+		return Message{}, err
+	}
+	c.rb.releaseIdle()
+	return msg, nil
+}
+
+// Reader returns the next message as a stream, for messages too large to
+// hold at once. The read limit applies to it as to Read. Calling Read or
+// Reader again discards what is left of the message.
+func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
+	if err := c.lockSem(ctx, c.readSem); err != nil {
+		return 0, nil, err
+	}
+	defer func() { <-c.readSem }()
+	if c.readErr != nil {
+		return 0, nil, c.readErr
+	}
+	stop := watchContext(ctx, c.t.SetReadDeadline)
+	err := c.skipMessage()
+	if err == nil {
+		err = c.nextFrame()
+	}
+	if err = c.endRead(ctx, stop(), err); err != nil {
+		return 0, nil, err
+	}
+	return c.rs.typ, &messageReader{c: c, ctx: ctx, gen: c.rs.gen}, nil
+}
+
+// messageReader streams one message for Reader.
+type messageReader struct {
+	c   *Conn
+	ctx context.Context
+	gen uint64
+}
+
+var errStaleReader = errors.New("websocket: message reader used after the next message was read")
+
+func (r *messageReader) Read(p []byte) (int, error) {
+	c := r.c
+	if err := c.lockSem(r.ctx, c.readSem); err != nil {
+		return 0, err
+	}
+	defer func() { <-c.readSem }()
+	if c.rs.gen != r.gen {
+		return 0, errStaleReader
+	}
+	if !c.rs.inMessage {
+		return 0, io.EOF
+	}
+	if c.readErr != nil {
+		return 0, c.readErr
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	stop := watchContext(r.ctx, c.t.SetReadDeadline)
+	n, err := c.readSome(p)
+	if err = c.endRead(r.ctx, stop(), err); err != nil {
+		return n, err
+	}
+	if !c.rs.inMessage {
+		c.rb.releaseIdle()
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// readSome reads at most len(p) bytes of the current message.
+func (c *Conn) readSome(p []byte) (int, error) {
+	if err := c.advance(); err != nil || !c.rs.inMessage {
+		return 0, err
+	}
+	n, err := c.readPayload(p)
+	if err == nil {
+		err = c.advance()
+	}
+	return n, err
+}
+
+// endRead turns the raw error of a read into what the caller sees, and
+// fails or closes the connection as the error requires. interrupted reports
+// that ctx moved the read deadline.
+func (c *Conn) endRead(ctx context.Context, interrupted bool, err error) error {
+	if interrupted {
+		if err == nil || !isTimeout(err) {
+			// The read finished before the deadline took effect.
+			c.t.SetReadDeadline(time.Time{})
+		} else {
+			if c.rs.inMessage {
+				// Part of a message was delivered: the stream cannot resume.
+				c.readErr = &CloseError{Code: StatusAbnormalClosure, Reason: "read cancelled in the middle of a message", cause: ctx.Err()}
+				c.CloseNow()
+			} else {
+				c.t.SetReadDeadline(time.Time{})
+			}
+			return ctx.Err()
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	var pe *protocolError
+	var ce *CloseError
+	switch {
+	case errors.As(err, &pe):
+		c.readErr = c.fail(pe.code, pe.reason)
+	case errors.As(err, &ce):
+		c.readErr = ce
+	default:
+		reason := "connection lost without a close frame"
+		if c.isClosed() {
+			reason = "connection closed"
+		}
+		c.readErr = &CloseError{Code: StatusAbnormalClosure, Reason: reason, cause: err}
+		c.CloseNow()
+	}
+	return c.readErr
+}
+
+// readMessage reads the rest of the current message, if a Reader left one,
+// then the next whole message.
+func (c *Conn) readMessage() (Message, error) {
+	if err := c.skipMessage(); err != nil {
+		return Message{}, err
+	}
+	if err := c.nextFrame(); err != nil {
+		return Message{}, err
+	}
+	var data []byte
+	for c.rs.inMessage {
+		if c.rs.remaining > 0 {
+			if len(data) == cap(data) {
+				// The first frame of an unfragmented message sizes the
+				// buffer exactly; the read limit bounds the growth.
+				data = slices.Grow(data, int(c.rs.remaining))
+			}
+			n, err := c.readPayload(data[len(data):cap(data)])
+			data = data[:len(data)+n]
+			if err != nil {
+				return Message{}, err
+			}
+		}
+		if err := c.advance(); err != nil {
+			return Message{}, err
+		}
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return Message{Type: c.rs.typ, Data: data}, nil
+}
+
+// skipMessage discards the rest of a message a Reader did not finish.
+func (c *Conn) skipMessage() error {
+	var scratch [smallReadSize]byte
+	for c.rs.inMessage {
+		if c.rs.remaining > 0 {
+			if _, err := c.readPayload(scratch[:]); err != nil {
+				return err
+			}
+		}
+		if err := c.advance(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// advance moves past finished frames of the current message: it reads
+// continuation headers (handling control frames between them) until there
+// is payload to read, and ends the message after its final frame.
+func (c *Conn) advance() error {
+	for c.rs.inMessage && c.rs.remaining == 0 {
+		if c.rs.fin {
+			c.rs.inMessage = false
+			if c.rs.typ == MessageText && !c.rs.utf8.complete() {
+				return &protocolError{code: StatusInvalidFramePayloadData, reason: "text message ends inside a UTF-8 sequence"}
+			}
+			return nil
+		}
+		if err := c.nextFrame(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readPayload reads up to len(p) bytes of the current frame's payload,
+// unmasks them, counts them and checks text as it goes.
+func (c *Conn) readPayload(p []byte) (int, error) {
+	if int64(len(p)) > c.rs.remaining {
+		p = p[:c.rs.remaining]
+	}
+	var n int
+	if c.rs.rbEmpty(&c.rb) && len(p) >= smallReadSize {
+		// Large payloads go straight from the transport to the caller.
+		var err error
+		n, err = c.rb.src.Read(p)
+		if n == 0 {
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+	} else {
+		if c.rb.buffered() == 0 {
+			if err := c.rb.fill(); err != nil {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return 0, err
+			}
+		}
+		n = copy(p, c.rb.bytes())
+		c.rb.consume(n)
+	}
+	p = p[:n]
+	if c.rs.masked {
+		c.rs.key = maskBytes(c.rs.key, p)
+	}
+	c.rs.remaining -= int64(n)
+	c.rs.size += int64(n)
+	if c.rs.typ == MessageText && !c.rs.utf8.write(p) {
+		return n, &protocolError{code: StatusInvalidFramePayloadData, reason: "text message is not valid UTF-8"}
+	}
+	return n, nil
+}
+
+func (s *readState) rbEmpty(b *readBuffer) bool { return b.buffered() == 0 }
+
+// nextFrame reads frame headers until a data frame begins or continues,
+// handling the control frames it meets.
+func (c *Conn) nextFrame() error {
+	for {
+		if err := c.rb.ensure(2); err != nil {
+			return err
+		}
+		hlen := frameHeaderSize(c.rb.bytes()[1])
+		if err := c.rb.ensure(hlen); err != nil {
+			return err
+		}
+		h, _, err := parseFrameHeader(c.rb.bytes())
+		if err != nil {
+			return err
+		}
+		if c.client && h.masked {
+			return protoErr("server frame is masked")
+		}
+		if !c.client && !h.masked {
+			return protoErr("client frame is not masked")
+		}
+		if h.rsv != 0 {
+			return protoErr("reserved bits set with no extension negotiated")
+		}
+		if h.opcode.isControl() {
+			// Read header and payload together, so that an interrupted
+			// read never leaves half a control frame consumed.
+			if err := c.rb.ensure(hlen + int(h.length)); err != nil {
+				return err
+			}
+			payload := c.ctrl[:copy(c.ctrl[:], c.rb.bytes()[hlen:hlen+int(h.length)])]
+			c.rb.consume(hlen + int(h.length))
+			if h.masked {
+				maskBytes(h.key, payload)
+			}
+			if err := c.handleControl(h.opcode, payload); err != nil {
+				return err
+			}
+			continue
+		}
+		switch h.opcode {
+		case opText, opBinary:
+			if c.rs.inMessage {
+				return protoErr("new data frame inside a fragmented message")
+			}
+			c.rs.inMessage = true
+			c.rs.typ = MessageType(h.opcode)
+			c.rs.size = 0
+			c.rs.utf8.reset()
+			c.rs.gen++
+		case opContinuation:
+			if !c.rs.inMessage {
+				return protoErr("continuation frame with no message to continue")
+			}
+		default:
+			return protoErr("reserved opcode " + strconv.Itoa(int(h.opcode)))
+		}
+		if limit := c.readLimit.Load(); limit >= 0 && c.rs.size+h.length > limit {
+			return &protocolError{code: StatusMessageTooBig, reason: "message exceeds the read limit of " + strconv.FormatInt(limit, 10) + " bytes"}
+		}
+		c.rb.consume(hlen)
+		c.rs.remaining = h.length
+		c.rs.key = h.key
+		c.rs.masked = h.masked
+		c.rs.fin = h.fin
+		return nil
+	}
+}
+
+// handleControl acts on a ping, pong or close frame.
+func (c *Conn) handleControl(op opcode, payload []byte) error {
+	switch op {
+	case opPing:
+		return c.writeControl(opPong, payload)
+	case opPong:
+		c.deliverPong(payload)
+		return nil
+	case opClose:
+		ce, err := parseClosePayload(payload)
+		if err != nil {
+			return err
+		}
+		ce.Remote = true
+		c.recordPeerClose(ce)
+		// Echo the peer's code (RFC 6455 §5.5.1), unless we started the
+		// close ourselves; then the handshake is complete.
+		c.writeClose(ce.Code, "")
+		c.CloseNow()
+		return ce
+	}
+	return protoErr("unknown control opcode " + strconv.Itoa(int(op)))
+}
+
+// parseClosePayload checks a close frame's payload (RFC 6455 §5.5.1, §7.4).
+func parseClosePayload(p []byte) (*CloseError, error) {
+	switch {
+	case len(p) == 0:
+		return &CloseError{Code: StatusNoStatusRcvd}, nil
+	case len(p) == 1:
+		return nil, protoErr("close frame payload of 1 byte")
+	}
+	code := StatusCode(binary.BigEndian.Uint16(p))
+	if !validWireCode(code) {
+		return nil, protoErr("invalid close code " + strconv.Itoa(int(code)))
+	}
+	if !utf8.Valid(p[2:]) {
+		return nil, protoErr("close reason is not valid UTF-8")
+	}
+	return &CloseError{Code: code, Reason: string(p[2:])}, nil
+}
+
+// fail sends the close frame for a protocol violation, waits (bounded) for
+// the peer's answer and closes the connection (RFC 6455 §7.1.7).
+func (c *Conn) fail(code StatusCode, reason string) *CloseError {
+	ce := &CloseError{Code: code, Reason: reason}
+	if c.writeClose(code, reason) == nil {
+		c.drainUntilClose(time.Now().Add(c.cfg.closeTimeout))
+	}
+	c.CloseNow()
+	return ce
+}
+
+// drainUntilClose reads and discards frames until the peer's close frame
+// arrives, an error occurs or the deadline passes. It runs after this side
+// sent its close frame, when nothing read matters any more but the peer's
+// answer, so it checks nothing but the framing. The caller holds readSem.
+func (c *Conn) drainUntilClose(deadline time.Time) error {
+	if c.readErr != nil {
+		return c.readErr
+	}
+	c.t.SetReadDeadline(deadline)
+	if err := c.discard(c.rs.remaining); err != nil {
+		return err
+	}
+	c.rs.remaining, c.rs.inMessage = 0, false
+	for {
+		if err := c.rb.ensure(2); err != nil {
+			return err
+		}
+		hlen := frameHeaderSize(c.rb.bytes()[1])
+		if err := c.rb.ensure(hlen); err != nil {
+			return err
+		}
+		h, _, err := parseFrameHeader(c.rb.bytes())
+		if err != nil && h.length <= 0 {
+			return err
+		}
+		c.rb.consume(hlen)
+		if h.opcode != opClose || err != nil {
+			if err := c.discard(h.length); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := c.rb.ensure(int(h.length)); err != nil {
+			return err
+		}
+		payload := c.ctrl[:copy(c.ctrl[:], c.rb.bytes()[:h.length])]
+		c.rb.consume(int(h.length))
+		if h.masked {
+			maskBytes(h.key, payload)
+		}
+		ce, err := parseClosePayload(payload)
+		if err != nil {
+			return err
+		}
+		ce.Remote = true
+		c.recordPeerClose(ce)
+		c.readErr = ce
+		return nil
+	}
+}
+
+// discard skips n bytes of the stream.
+func (c *Conn) discard(n int64) error {
+	for n > 0 {
+		if c.rb.buffered() == 0 {
+			if err := c.rb.fill(); err != nil {
+				return err
+			}
+		}
+		k := int64(c.rb.buffered())
+		if k > n {
+			k = n
+		}
+		c.rb.consume(int(k))
+		n -= k
+	}
+	return nil
+}
+
+func (c *Conn) recordPeerClose(ce *CloseError) {
+	c.closeRcvdOnce.Do(func() {
+		c.peerClose = ce
+		close(c.closeRcvd)
+	})
+}

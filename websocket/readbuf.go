@@ -1,0 +1,92 @@
+package websocket
+
+import "io"
+
+// smallReadSize is the buffer every connection owns. A connection waiting for
+// its next message reads into it, so an idle connection pins no pooled
+// buffer; a read that fills it means the stream is busy, and the next reads
+// go to a pooled buffer until the stream drains.
+const smallReadSize = 512
+
+// readBuffer is a bufio.Reader that keeps its big buffer only while busy.
+type readBuffer struct {
+	src      io.Reader
+	small    [smallReadSize]byte
+	big      *[]byte // from readBufferPool while the stream is busy
+	buf      []byte  // small[:] or *big
+	r, w     int
+	lastFull bool // the last read filled the buffer: more is likely waiting
+}
+
+func (b *readBuffer) buffered() int { return b.w - b.r }
+
+func (b *readBuffer) bytes() []byte { return b.buf[b.r:b.w] }
+
+func (b *readBuffer) consume(n int) { b.r += n }
+
+// fill reads at least one more byte from src.
+func (b *readBuffer) fill() error {
+	if b.r == b.w {
+		b.r, b.w = 0, 0
+		if b.lastFull {
+			if b.big == nil {
+				b.big = readBufferPool.Get().(*[]byte)
+			}
+			b.buf = *b.big
+		} else {
+			b.releaseBig()
+			b.buf = b.small[:]
+		}
+	} else if b.w == len(b.buf) {
+		if b.r > 0 {
+			b.w = copy(b.buf, b.buf[b.r:b.w])
+			b.r = 0
+		}
+		if b.w == len(b.buf) && b.big == nil {
+			b.big = readBufferPool.Get().(*[]byte)
+			b.w = copy(*b.big, b.buf[:b.w])
+			b.buf = *b.big
+		}
+	}
+	for {
+		n, err := b.src.Read(b.buf[b.w:])
+		b.w += n
+		b.lastFull = b.w == len(b.buf)
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// ensure buffers at least n bytes (n <= smallReadSize).
+func (b *readBuffer) ensure(n int) error {
+	for b.buffered() < n {
+		if err := b.fill(); err != nil {
+			if err == io.EOF && b.buffered() > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseIdle returns the pooled buffer when nothing is buffered, so a
+// connection between messages pins none.
+func (b *readBuffer) releaseIdle() {
+	if b.r == b.w && b.big != nil {
+		b.r, b.w = 0, 0
+		b.buf = b.small[:]
+		b.releaseBig()
+	}
+}
+
+func (b *readBuffer) releaseBig() {
+	if b.big != nil {
+		readBufferPool.Put(b.big)
+		b.big = nil
+	}
+}

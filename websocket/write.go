@@ -1,0 +1,306 @@
+package websocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"time"
+)
+
+const (
+	// flushThreshold: buffered sends are written once this much is pending,
+	// which bounds the memory a burst of SendText calls can pin.
+	flushThreshold = 64 << 10
+	// directWriteThreshold: a server payload at least this big is written
+	// from the caller's slice (writev) rather than copied into the buffer.
+	directWriteThreshold = 4 << 10
+	// fragmentSize is the payload of each frame a Writer emits.
+	fragmentSize = 32 << 10
+)
+
+// SendText queues a text message. It is written by the next Flush, or
+// earlier when the queued messages grow past 64 KiB. p must be valid UTF-8;
+// it is copied (or written) before SendText returns.
+func (c *Conn) SendText(p []byte) error { return c.send(nil, opText, p, false) }
+
+// SendBinary queues a binary message, as SendText does.
+func (c *Conn) SendBinary(p []byte) error { return c.send(nil, opBinary, p, false) }
+
+// Flush writes the queued messages, in one write when they fit. It waits at
+// most the WriteTimeout option.
+func (c *Conn) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	return c.flushLocked(nil)
+}
+
+// Write sends a whole message and flushes it, with whatever was queued
+// before it. When ctx ends before the write does, the connection is closed
+// (a frame may have been cut) and ctx's error returned.
+func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
+	if typ != MessageText && typ != MessageBinary {
+		return fmt.Errorf("websocket: cannot write a message of type %v", typ)
+	}
+	return c.send(ctx, opcode(typ), p, true)
+}
+
+func (c *Conn) send(ctx context.Context, op opcode, p []byte, flush bool) error {
+	if err := c.lockMessage(ctx); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	err := c.writeFrameLocked(ctx, true, op, p, flush)
+	c.wmu.Unlock()
+	<-c.msgSem
+	return err
+}
+
+// lockMessage takes msgSem, waiting at most until ctx ends or, without a
+// ctx, the WriteTimeout.
+func (c *Conn) lockMessage(ctx context.Context) error {
+	if ctx != nil {
+		return c.lockSem(ctx, c.msgSem)
+	}
+	select {
+	case c.msgSem <- struct{}{}:
+		return nil
+	default:
+	}
+	var timeout <-chan time.Time
+	if c.cfg.writeTimeout > 0 {
+		t := time.NewTimer(c.cfg.writeTimeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case c.msgSem <- struct{}{}:
+		return nil
+	case <-timeout:
+		return fmt.Errorf("websocket: another message's Writer held the connection for %v", c.cfg.writeTimeout)
+	case <-c.closed:
+		return ErrClosed
+	}
+}
+
+// writeFrameLocked queues one frame and writes it out when flush is set or
+// the queue is large. The caller holds wmu.
+func (c *Conn) writeFrameLocked(ctx context.Context, fin bool, op opcode, p []byte, flush bool) error {
+	if c.werr != nil {
+		return c.werr
+	}
+	if c.closeSent {
+		return fmt.Errorf("%w: the close frame was already sent", ErrClosed)
+	}
+	if c.wbuf == nil {
+		c.wbuf = getWriteBuffer()
+	}
+	h := frameHeader{fin: fin, opcode: op, length: int64(len(p))}
+	if c.client {
+		// RFC 6455 §5.3: a fresh, unpredictable key per frame. math/rand/v2's
+		// generator is seeded from the system's random source.
+		h.masked, h.key = true, rand.Uint32()
+	}
+	*c.wbuf = appendFrameHeader(*c.wbuf, h)
+	switch {
+	case !c.client && len(p) >= directWriteThreshold:
+		return c.writeLocked(ctx, *c.wbuf, p)
+	case c.client && len(*c.wbuf)+len(p) > flushThreshold:
+		// Mask a large payload chunk by chunk through the buffer, so the
+		// caller's slice is never modified and the buffer stays bounded.
+		key := h.key
+		for len(p) > 0 {
+			n := min(len(p), flushThreshold-len(*c.wbuf))
+			if n <= 0 {
+				if err := c.flushLocked(ctx); err != nil {
+					return err
+				}
+				c.wbuf = getWriteBuffer()
+				continue
+			}
+			start := len(*c.wbuf)
+			*c.wbuf = append(*c.wbuf, p[:n]...)
+			key = maskBytes(key, (*c.wbuf)[start:])
+			p = p[n:]
+		}
+	default:
+		start := len(*c.wbuf)
+		*c.wbuf = append(*c.wbuf, p...)
+		if c.client {
+			maskBytes(h.key, (*c.wbuf)[start:])
+		}
+	}
+	if flush || len(*c.wbuf) >= flushThreshold {
+		return c.flushLocked(ctx)
+	}
+	return nil
+}
+
+// flushLocked writes the queue. The caller holds wmu.
+func (c *Conn) flushLocked(ctx context.Context) error {
+	if c.wbuf == nil {
+		return nil
+	}
+	if len(*c.wbuf) == 0 {
+		putWriteBuffer(c.wbuf)
+		c.wbuf = nil
+		return nil
+	}
+	return c.writeLocked(ctx, *c.wbuf, nil)
+}
+
+// writeLocked writes head and then tail (which may be nil) to the transport
+// and releases the queue. A failed write is sticky and closes the
+// connection: the peer may have received part of a frame.
+func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
+	var deadline time.Time
+	if ctx != nil {
+		deadline, _ = ctx.Deadline()
+	}
+	if deadline.IsZero() && c.cfg.writeTimeout > 0 {
+		deadline = time.Now().Add(c.cfg.writeTimeout)
+	}
+	c.t.SetWriteDeadline(deadline)
+	stop := func() bool { return false }
+	if ctx != nil {
+		stop = watchContext(ctx, c.t.SetWriteDeadline)
+	}
+	var err error
+	if tail == nil {
+		_, err = c.t.Write(head)
+	} else {
+		bufs := net.Buffers{head, tail}
+		_, err = bufs.WriteTo(c.t)
+	}
+	interrupted := stop()
+	putWriteBuffer(c.wbuf)
+	c.wbuf = nil
+	if err != nil {
+		switch {
+		case interrupted:
+			err = ctx.Err()
+		case c.isClosed():
+			err = fmt.Errorf("%w: %w", ErrClosed, err)
+		case isTimeout(err):
+			err = fmt.Errorf("websocket: write timed out: %w", err)
+		}
+		c.werr = err
+		c.CloseNow()
+	}
+	return err
+}
+
+// writeControl writes a ping or pong at once, between the frames of a
+// message if one is being written.
+func (c *Conn) writeControl(op opcode, payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closeSent {
+		return nil // RFC 6455 §5.5.1: nothing follows a close frame
+	}
+	return c.writeFrameLocked(nil, true, op, payload, true)
+}
+
+// writeClose sends a close frame once; later calls do nothing. Queued
+// messages go out before it.
+func (c *Conn) writeClose(code StatusCode, reason string) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.closeSent {
+		return nil
+	}
+	var buf [maxControlPayload]byte
+	payload := buf[:0]
+	if code != StatusNoStatusRcvd {
+		payload = append(payload, byte(code>>8), byte(code))
+		payload = append(payload, reason...)
+	}
+	err := c.writeFrameLocked(nil, true, opClose, payload, true)
+	c.closeSent = true
+	return err
+}
+
+// Writer returns a writer for one message sent in fragments: each Write
+// that fills 32 KiB sends a frame, and Close sends the final frame. Other
+// messages wait until Close; pings and pongs may go between the fragments.
+func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, error) {
+	if typ != MessageText && typ != MessageBinary {
+		return nil, fmt.Errorf("websocket: cannot write a message of type %v", typ)
+	}
+	if err := c.lockMessage(ctx); err != nil {
+		return nil, err
+	}
+	return &messageWriter{c: c, ctx: ctx, op: opcode(typ)}, nil
+}
+
+type messageWriter struct {
+	c      *Conn
+	ctx    context.Context
+	op     opcode // of the next frame: the message type, then continuation
+	buf    *[]byte
+	closed bool
+}
+
+var errWriterClosed = errors.New("websocket: write to a closed message writer")
+
+func (w *messageWriter) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, errWriterClosed
+	}
+	n := len(p)
+	for len(p) > 0 {
+		if w.buf == nil {
+			if len(p) >= fragmentSize {
+				// Big writes become frames without a copy.
+				if err := w.frame(false, p); err != nil {
+					return n - len(p), err
+				}
+				p = nil
+				break
+			}
+			w.buf = getWriteBuffer()
+		}
+		k := min(len(p), fragmentSize-len(*w.buf))
+		*w.buf = append(*w.buf, p[:k]...)
+		p = p[k:]
+		if len(*w.buf) == fragmentSize {
+			if err := w.frame(false, *w.buf); err != nil {
+				return n - len(p), err
+			}
+			(*w.buf) = (*w.buf)[:0]
+		}
+	}
+	return n, nil
+}
+
+func (w *messageWriter) frame(fin bool, p []byte) error {
+	w.c.wmu.Lock()
+	err := w.c.writeFrameLocked(w.ctx, fin, w.op, p, true)
+	w.c.wmu.Unlock()
+	w.op = opContinuation
+	return err
+}
+
+// Close sends the final frame and lets other messages through.
+func (w *messageWriter) Close() error {
+	if w.closed {
+		return errWriterClosed
+	}
+	w.closed = true
+	var p []byte
+	if w.buf != nil {
+		p = *w.buf
+	}
+	err := w.frame(true, p)
+	if w.buf != nil {
+		putWriteBuffer(w.buf)
+		w.buf = nil
+	}
+	<-w.c.msgSem
+	return err
+}
