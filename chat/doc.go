@@ -1,0 +1,20 @@
+// Package chat is the chat of the Falcon "WebSockets" guide, served by Duplex:
+// a page at /chat/index whose script sends {"text": ...} over a WebSocket to
+// /chat/connect, and an endpoint that answers every message with
+// {"text": "Echo: ..."}.
+//
+// The page and its script are static files embedded in the binary; the script
+// reconnects with exponential backoff and full jitter and shows its connection
+// status. The endpoint keeps a connection open when a message is not what it
+// expects and answers {"error": ...} instead.
+//
+// The smallest use:
+//
+//	srv := chat.New(chat.Options{})
+//	http.ListenAndServe(":9292", srv)
+//
+// A server that shuts down gracefully calls [Server.Shutdown] beside
+// [http.Server.Shutdown]: http.Server does not track hijacked connections, so
+// it is Server.Shutdown that closes every WebSocket with 1001 "going away"
+// and waits for the handlers to end.
+package chat

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"strings"
+)
+
+// config is the server's configuration, from flags and their environment twins.
+type config struct {
+	addr           string
+	allowedOrigins []string
+	logLevel       slog.Level
+}
+
+// usageError is a bad flag or environment value.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// parseConfig reads args (without the program name) and the environment
+// through getenv. A flag given on the command line wins over its variable.
+// -h prints the usage to out and returns flag.ErrHelp.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	fs := flag.NewFlagSet("duplex", flag.ContinueOnError)
+	fs.SetOutput(out)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	addr := fs.String("addr", env("DUPLEX_ADDR", ":9292"),
+		"`address` to listen on, host:port (env DUPLEX_ADDR)")
+	origins := fs.String("allowed-origins", env("DUPLEX_ALLOWED_ORIGINS", ""),
+		"comma-separated origin `patterns` allowed to open /chat/connect besides the server's own host,\n"+
+			`e.g. "*.example.com,http://localhost:*" (env DUPLEX_ALLOWED_ORIGINS)`)
+	level := fs.String("log-level", env("DUPLEX_LOG_LEVEL", "info"),
+		"`level` of the logs: debug, info, warn or error (env DUPLEX_LOG_LEVEL)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index, WebSocket /chat/connect, GET /healthz.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return config{}, err
+		}
+		return config{}, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return config{}, usageError{fmt.Errorf("unexpected arguments: %q", fs.Args())}
+	}
+
+	cfg := config{addr: *addr}
+	for _, p := range strings.Split(*origins, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if _, err := path.Match(p, ""); err != nil {
+			return config{}, usageError{fmt.Errorf("-allowed-origins: bad pattern %q: %v", p, err)}
+		}
+		cfg.allowedOrigins = append(cfg.allowedOrigins, p)
+	}
+	switch strings.ToLower(*level) {
+	case "debug":
+		cfg.logLevel = slog.LevelDebug
+	case "info":
+		cfg.logLevel = slog.LevelInfo
+	case "warn", "warning":
+		cfg.logLevel = slog.LevelWarn
+	case "error":
+		cfg.logLevel = slog.LevelError
+	default:
+		return config{}, usageError{fmt.Errorf("-log-level: %q is not one of debug, info, warn, error", *level)}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParseConfig(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want config
+	}{
+		{"defaults", nil, nil, config{addr: ":9292", logLevel: slog.LevelInfo}},
+		{
+			"env",
+			nil,
+			map[string]string{"DUPLEX_ADDR": "127.0.0.1:1", "DUPLEX_ALLOWED_ORIGINS": "a.example, *.b.example,", "DUPLEX_LOG_LEVEL": "debug"},
+			config{addr: "127.0.0.1:1", allowedOrigins: []string{"a.example", "*.b.example"}, logLevel: slog.LevelDebug},
+		},
+		{
+			"flags win over env",
+			[]string{"-addr", ":2", "-allowed-origins", "http://localhost:*", "-log-level", "WARN"},
+			map[string]string{"DUPLEX_ADDR": "127.0.0.1:1", "DUPLEX_ALLOWED_ORIGINS": "a.example", "DUPLEX_LOG_LEVEL": "debug"},
+			config{addr: ":2", allowedOrigins: []string{"http://localhost:*"}, logLevel: slog.LevelWarn},
+		},
+		{
+			"an empty flag wins over env too",
+			[]string{"-allowed-origins="},
+			map[string]string{"DUPLEX_ALLOWED_ORIGINS": "a.example"},
+			config{addr: ":9292", logLevel: slog.LevelInfo},
+		},
+		{"error level", []string{"-log-level=error"}, nil, config{addr: ":9292", logLevel: slog.LevelError}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.addr != tc.want.addr || got.logLevel != tc.want.logLevel || !slices.Equal(got.allowedOrigins, tc.want.allowedOrigins) {
+				t.Errorf("parseConfig = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		mention string
+	}{
+		{"bad level", []string{"-log-level", "loud"}, nil, "loud"},
+		{"bad level in env", nil, map[string]string{"DUPLEX_LOG_LEVEL": "trace"}, "trace"},
+		{"bad pattern", []string{"-allowed-origins", "[a-"}, nil, "[a-"},
+		{"unknown flag", []string{"-port", "1"}, nil, "port"},
+		{"stray argument", []string{"serve"}, nil, "serve"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !errors.As(err, new(usageError)) {
+				t.Errorf("error %v is not a usageError", err)
+			}
+			if !strings.Contains(err.Error(), tc.mention) {
+				t.Errorf("error %q does not mention %q", err, tc.mention)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	var out strings.Builder
+	_, err := parseConfig([]string{"-h"}, func(string) string { return "" }, &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseConfig -h: %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"-addr", "-allowed-origins", "-log-level", "DUPLEX_ADDR", "DUPLEX_ALLOWED_ORIGINS", "DUPLEX_LOG_LEVEL"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("usage lacks %s:\n%s", want, out.String())
+		}
+	}
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+// dialChat opens /chat/connect on addr as a same-origin page would.
+func dialChat(t *testing.T, ctx context.Context, addr string) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/chat/connect", &websocket.DialOptions{
+		Header: http.Header{"Origin": {"http://" + addr}},
+	})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// echo sends {"text": text} and checks the reply.
+func echo(t *testing.T, ctx context.Context, c *websocket.Conn, text string) {
+	t.Helper()
+	msg, _ := json.Marshal(map[string]string{"text": text})
+	if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	reply, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	want, _ := json.Marshal(map[string]string{"text": "Echo: " + text})
+	if string(reply.Data) != string(want) {
+		t.Fatalf("reply = %s, want %s", reply.Data, want)
+	}
+}
+
+// wantGoingAway reads from c and expects the server's close 1001.
+func wantGoingAway(t *testing.T, ctx context.Context, c *websocket.Conn) {
+	t.Helper()
+	_, err := c.Read(ctx)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) {
+		t.Fatalf("read during shutdown: %v, want a *websocket.CloseError", err)
+	}
+	if ce.Code != websocket.StatusGoingAway || !ce.Remote {
+		t.Errorf("close = %+v, want 1001 sent by the server", ce)
+	}
+}
+
+func TestRunServesAndShutsDownGracefully(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	srv := startRun(t, []string{"-addr", "127.0.0.1:0"}, map[string]string{"DUPLEX_LOG_LEVEL": "debug"})
+
+	client := &http.Client{
+		Timeout:       testTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://" + srv.addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "ok" {
+		t.Errorf("GET /healthz = %d %q, want 200 ok", resp.StatusCode, body)
+	}
+	resp, err = client.Get("http://" + srv.addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/chat/index" {
+		t.Errorf("GET / = %d to %q, want 302 to /chat/index", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	a := dialChat(t, ctx, srv.addr)
+	b := dialChat(t, ctx, srv.addr)
+	echo(t, ctx, a, "from a")
+	echo(t, ctx, b, "from b")
+
+	// A client that leaves on its own is logged with its code.
+	if err := b.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Errorf("close b: %v", err)
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.stop() }()
+	wantGoingAway(t, ctx, a)
+	if err := <-stopped; err != nil {
+		t.Errorf("run returned %v after a graceful shutdown, want nil", err)
+	}
+
+	logs := srv.logs
+	if n := len(logs.linesWith("websocket opened", "remote=127.0.0.1:")); n != 2 {
+		t.Errorf("%d 'websocket opened' lines, want 2:\n%s", n, logs)
+	}
+	if n := len(logs.linesWith("websocket closed", "code=1000", "by=peer", "duration=")); n != 1 {
+		t.Errorf("%d 'websocket closed' lines with code=1000 by=peer, want 1:\n%s", n, logs)
+	}
+	if n := len(logs.linesWith("websocket closed", "code=1001", "by=server", "duration=")); n != 1 {
+		t.Errorf("%d 'websocket closed' lines with code=1001 by=server, want 1:\n%s", n, logs)
+	}
+	if n := len(logs.linesWith("msg=stopped")); n != 1 {
+		t.Errorf("no 'stopped' line:\n%s", logs)
+	}
+}
+
+func TestRunAllowedOrigins(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	srv := startRun(t, []string{"-addr", "127.0.0.1:0"}, map[string]string{"DUPLEX_ALLOWED_ORIGINS": "*.trusted.example"})
+
+	c, _, err := websocket.Dial(ctx, "ws://"+srv.addr+"/chat/connect", &websocket.DialOptions{
+		Header: http.Header{"Origin": {"https://app.trusted.example"}},
+	})
+	if err != nil {
+		t.Fatalf("dial from an allowed origin: %v", err)
+	}
+	defer c.CloseNow()
+	echo(t, ctx, c, "allowed")
+
+	_, _, err = websocket.Dial(ctx, "ws://"+srv.addr+"/chat/connect", &websocket.DialOptions{
+		Header: http.Header{"Origin": {"https://evil.example"}},
+	})
+	var he *websocket.HandshakeError
+	if !errors.As(err, &he) || he.Status != http.StatusForbidden {
+		t.Errorf("dial from another origin: %v, want 403", err)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	env := func(string) string { return "" }
+	if err := run(t.Context(), []string{"-log-level", "loud"}, env, io.Discard); !errors.As(err, new(usageError)) {
+		t.Errorf("run with a bad flag: %v, want a usage error", err)
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if err := run(t.Context(), []string{"-addr", ln.Addr().String()}, env, io.Discard); err == nil {
+		t.Errorf("run on a port in use returned nil, want an error")
+	}
+}
