@@ -39,6 +39,7 @@ type Conn struct {
 	rs      readState
 	ctrl    [maxControlPayload]byte
 	readErr error // sticky: once reading failed it stays failed
+	readCtx deadlineWatcher
 
 	// Writing. msgSem is held for the whole of a data message, so that a
 	// fragmented message from Writer is never interleaved with another one;
@@ -47,6 +48,7 @@ type Conn struct {
 	wmu       sync.Mutex
 	wbuf      *[]byte // pending frames not yet written; nil when empty
 	werr      error   // sticky write error
+	writeCtx  deadlineWatcher
 	closeSent bool
 
 	// Closing.
@@ -76,6 +78,8 @@ func newConn(t transport, addr net.Conn, client bool, subprotocol string, o *Opt
 		onClose:     onClose,
 	}
 	c.readLimit.Store(c.cfg.readLimit)
+	c.readCtx.set = t.SetReadDeadline
+	c.writeCtx.set = t.SetWriteDeadline
 	c.rb.src = t
 	if c.cfg.pingInterval > 0 {
 		go c.keepalive()
@@ -113,6 +117,8 @@ func (c *Conn) CloseNow() error {
 	c.closeOnce.Do(func() {
 		err = c.t.Close()
 		close(c.closed)
+		c.readCtx.clear()
+		c.writeCtx.clear()
 		if c.onClose != nil {
 			c.onClose()
 		}
@@ -126,28 +132,6 @@ func (c *Conn) isClosed() bool {
 		return true
 	default:
 		return false
-	}
-}
-
-// watchContext makes a blocking read or write on the transport return when
-// ctx is done, by moving the deadline set by setDeadline into the past. The
-// returned stop must be called when the operation ends; it reports whether
-// ctx interrupted the operation.
-func watchContext(ctx context.Context, setDeadline func(time.Time) error) (stop func() bool) {
-	if ctx.Done() == nil {
-		return func() bool { return false }
-	}
-	fired := make(chan struct{})
-	unregister := context.AfterFunc(ctx, func() {
-		setDeadline(time.Unix(1, 0))
-		close(fired)
-	})
-	return func() bool {
-		if unregister() {
-			return false
-		}
-		<-fired
-		return true
 	}
 }
 

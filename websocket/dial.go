@@ -143,7 +143,10 @@ func checkAcceptResponse(resp *http.Response, key string, offered []string) (str
 // keepBodyStart replaces a refused handshake's body with its first KiB, so
 // the caller can read why without holding the connection.
 func keepBodyStart(resp *http.Response) {
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	var b []byte
+	if resp.StatusCode != http.StatusSwitchingProtocols { // a 101's body is the connection
+		b, _ = io.ReadAll(io.LimitReader(resp.Body, 1024))
+	}
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 }

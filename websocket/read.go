@@ -48,9 +48,12 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 	if c.readErr != nil {
 		return Message{}, c.readErr
 	}
-	stop := watchContext(ctx, c.t.SetReadDeadline)
+	if err := ctx.Err(); err != nil {
+		return Message{}, err
+	}
+	c.readCtx.watch(ctx)
 	msg, err := c.readMessage()
-	if err = c.endRead(ctx, stop(), err); err != nil {
+	if err = c.endRead(ctx, err); err != nil {
 		return Message{}, err
 	}
 	c.rb.releaseIdle()
@@ -68,12 +71,15 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	if c.readErr != nil {
 		return 0, nil, c.readErr
 	}
-	stop := watchContext(ctx, c.t.SetReadDeadline)
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	c.readCtx.watch(ctx)
 	err := c.skipMessage()
 	if err == nil {
 		err = c.nextFrame()
 	}
-	if err = c.endRead(ctx, stop(), err); err != nil {
+	if err = c.endRead(ctx, err); err != nil {
 		return 0, nil, err
 	}
 	return c.rs.typ, &messageReader{c: c, ctx: ctx, gen: c.rs.gen}, nil
@@ -106,9 +112,12 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	stop := watchContext(r.ctx, c.t.SetReadDeadline)
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	c.readCtx.watch(r.ctx)
 	n, err := c.readSome(p)
-	if err = c.endRead(r.ctx, stop(), err); err != nil {
+	if err = c.endRead(r.ctx, err); err != nil {
 		return n, err
 	}
 	if !c.rs.inMessage {
@@ -131,26 +140,19 @@ func (c *Conn) readSome(p []byte) (int, error) {
 }
 
 // endRead turns the raw error of a read into what the caller sees, and
-// fails or closes the connection as the error requires. interrupted reports
-// that ctx moved the read deadline.
-func (c *Conn) endRead(ctx context.Context, interrupted bool, err error) error {
-	if interrupted {
-		if err == nil || !isTimeout(err) {
-			// The read finished before the deadline took effect.
-			c.t.SetReadDeadline(time.Time{})
-		} else {
-			if c.rs.inMessage {
-				// Part of a message was delivered: the stream cannot resume.
-				c.readErr = &CloseError{Code: StatusAbnormalClosure, Reason: "read cancelled in the middle of a message", cause: ctx.Err()}
-				c.CloseNow()
-			} else {
-				c.t.SetReadDeadline(time.Time{})
-			}
-			return ctx.Err()
-		}
-	}
+// fails or closes the connection as the error requires.
+func (c *Conn) endRead(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
+	}
+	if isTimeout(err) && ctx.Err() != nil {
+		// ctx moved the read deadline. Between messages nothing is lost;
+		// inside one, the rest could not be told from the next message.
+		if c.rs.inMessage {
+			c.readErr = &CloseError{Code: StatusAbnormalClosure, Reason: "read cancelled in the middle of a message", cause: ctx.Err()}
+			c.CloseNow()
+		}
+		return ctx.Err()
 	}
 	var pe *protocolError
 	var ce *CloseError
@@ -205,7 +207,10 @@ func (c *Conn) readMessage() (Message, error) {
 
 // skipMessage discards the rest of a message a Reader did not finish.
 func (c *Conn) skipMessage() error {
-	var scratch [smallReadSize]byte
+	if !c.rs.inMessage {
+		return nil
+	}
+	scratch := make([]byte, smallReadSize)
 	for c.rs.inMessage {
 		if c.rs.remaining > 0 {
 			if _, err := c.readPayload(scratch[:]); err != nil {

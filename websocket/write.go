@@ -166,9 +166,8 @@ func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 		deadline = time.Now().Add(c.cfg.writeTimeout)
 	}
 	c.t.SetWriteDeadline(deadline)
-	stop := func() bool { return false }
 	if ctx != nil {
-		stop = watchContext(ctx, c.t.SetWriteDeadline)
+		c.writeCtx.watch(ctx)
 	}
 	var err error
 	if tail == nil {
@@ -177,12 +176,11 @@ func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 		bufs := net.Buffers{head, tail}
 		_, err = bufs.WriteTo(c.t)
 	}
-	interrupted := stop()
 	putWriteBuffer(c.wbuf)
 	c.wbuf = nil
 	if err != nil {
 		switch {
-		case interrupted:
+		case ctx != nil && ctx.Err() != nil && isTimeout(err):
 			err = ctx.Err()
 		case c.isClosed():
 			err = fmt.Errorf("%w: %w", ErrClosed, err)

@@ -1,0 +1,115 @@
+package websocket_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+// The Falcon guide's chat endpoint: every message is JSON {"text": ...},
+// answered with {"text": "Echo: ..."}. A normal close by the browser ends
+// the loop quietly, and Open closes the connection with the right code.
+func ExampleOpen() {
+	http.HandleFunc("/chat/connect", func(w http.ResponseWriter, r *http.Request) {
+		websocket.Open(w, r, nil, func(ctx context.Context, c *websocket.Conn) error {
+			for {
+				msg, err := c.Read(ctx)
+				if err != nil {
+					return err
+				}
+				var in struct{ Text string }
+				if err := json.Unmarshal(msg.Data, &in); err != nil {
+					return &websocket.CloseError{Code: websocket.StatusUnsupportedData, Reason: "expected JSON"}
+				}
+				reply, _ := json.Marshal(map[string]string{"text": "Echo: " + in.Text})
+				c.SendText(reply)
+				if err := c.Flush(); err != nil {
+					return err
+				}
+			}
+		})
+	})
+}
+
+// Accept hands the connection to the caller, who closes it: here a server
+// that pushes the time every second until the client leaves.
+func ExampleAccept() {
+	http.HandleFunc("/clock", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+			OriginPatterns: []string{"*.example.com"},
+			Options:        websocket.Options{PingInterval: 30 * time.Second},
+		})
+		if err != nil {
+			return // Accept has written the HTTP error
+		}
+		defer c.CloseNow()
+		// A reader must run to answer pings and see the client's close.
+		ctx, cancel := context.WithCancel(r.Context())
+		go func() {
+			defer cancel()
+			for {
+				if _, err := c.Read(ctx); err != nil {
+					return
+				}
+			}
+		}()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if err := c.Write(ctx, websocket.MessageText, []byte(now.Format(time.RFC3339))); err != nil {
+					return
+				}
+			}
+		}
+	})
+}
+
+// Dial connects to a server, sends a message and reads the answer.
+func ExampleDial() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		websocket.Open(w, r, nil, func(ctx context.Context, c *websocket.Conn) error {
+			msg, err := c.Read(ctx)
+			if err != nil {
+				return err
+			}
+			return c.Write(ctx, websocket.MessageText, []byte("hello, "+string(msg.Data)))
+		})
+	}))
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{
+		Header: http.Header{"Authorization": {"Bearer token"}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(ctx, websocket.MessageText, []byte("duplex")); err != nil {
+		log.Fatal(err)
+	}
+	msg, err := c.Read(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(msg.Data))
+	_, err = c.Read(ctx) // the server's handler returned: it closed with 1000
+	fmt.Println(errors.Is(err, io.EOF))
+	// Output:
+	// hello, duplex
+	// true
+}

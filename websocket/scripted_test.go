@@ -1,0 +1,38 @@
+package websocket
+
+import (
+	"bytes"
+	"io"
+	"time"
+)
+
+// scriptedTransport plays fixed input to a connection and collects what it
+// writes; after the input it reports EOF.
+type scriptedTransport struct {
+	in     []byte
+	out    bytes.Buffer
+	closed bool
+}
+
+func (s *scriptedTransport) Read(p []byte) (int, error) {
+	if s.closed {
+		return 0, io.ErrClosedPipe
+	}
+	if len(s.in) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.in)
+	s.in = s.in[n:]
+	return n, nil
+}
+
+func (s *scriptedTransport) Write(p []byte) (int, error) {
+	if s.closed {
+		return 0, io.ErrClosedPipe
+	}
+	return s.out.Write(p)
+}
+
+func (s *scriptedTransport) Close() error                     { s.closed = true; return nil }
+func (s *scriptedTransport) SetReadDeadline(time.Time) error  { return nil }
+func (s *scriptedTransport) SetWriteDeadline(time.Time) error { return nil }
