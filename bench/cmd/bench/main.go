@@ -1,0 +1,118 @@
+// Command bench runs Duplex side by side with gorilla/websocket,
+// coder/websocket, lxzan/gws, gobwas/ws, lesismal/nbio and a plain TCP echo,
+// and writes results/REPORT.md, results/results.json and PNG plots.
+//
+//	cd bench && go run ./cmd/bench -short   # the quick run, under 3 minutes
+//	cd bench && go run ./cmd/bench          # the full run, about 30 minutes
+//
+// The scenarios: echo throughput, latency and server CPU per message; memory
+// per idle connection; broadcast fan-out to one room; echo with
+// permessage-deflate. Each server runs pinned to one core and the load
+// generator (this binary, "bench loadgen") to another.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/duplexws/duplex/bench/internal/harness"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "loadgen" {
+		runLoadgen(os.Args[2:])
+		return
+	}
+	var o harness.Options
+	var libs, scenarios, conns, payloads, idle string
+	flag.BoolVar(&o.Short, "short", false, "the quick run (1 round, fewer cells, short windows)")
+	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default 3, or 1 with -short)")
+	flag.StringVar(&libs, "libs", "", "comma-separated libraries (default: duplex,gorilla,coder,gws,gobwas,nbio,tcp)")
+	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default: echo,idle,broadcast,deflate)")
+	flag.StringVar(&conns, "conns", "", "echo connection counts, comma-separated")
+	flag.StringVar(&payloads, "payloads", "", "echo payload sizes in bytes, comma-separated")
+	flag.StringVar(&idle, "idle", "", "idle connection counts, comma-separated")
+	flag.IntVar(&o.BroadcastSubs, "subscribers", 0, "broadcast subscribers")
+	flag.DurationVar(&o.Warmup, "warmup", 0, "warm-up of each run")
+	flag.DurationVar(&o.Duration, "duration", 0, "measured window of each run")
+	flag.IntVar(&o.Depth, "depth", 0, "echo messages in flight per connection (default 1)")
+	flag.IntVar(&o.Window, "window", 0, "broadcast messages in flight (default 4)")
+	flag.StringVar(&o.Out, "out", "", "results directory (default results, or results/short with -short)")
+	flag.StringVar(&o.ServerCPU, "server-cpu", "0", "CPUs of the servers (taskset list)")
+	flag.StringVar(&o.LoadCPU, "load-cpu", "1", "CPUs of the load generator (taskset list)")
+	flag.StringVar(&o.Profile, "profile", "", "afterwards, profile this library's server under echo load (results/profile)")
+	flag.Parse()
+
+	o.Command = "go run ./cmd/bench " + strings.Join(os.Args[1:], " ")
+	o.Libs = split(libs)
+	o.Scenarios = split(scenarios)
+	o.EchoConns = ints(conns)
+	o.Payloads = ints(payloads)
+	o.IdleSteps = ints(idle)
+	if o.Out == "" {
+		o.Out = "results"
+		if o.Short {
+			o.Out = filepath.Join("results", "short")
+		}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fatal(err)
+	}
+	o.Self = self
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		fatal(fmt.Errorf("run bench from its module (cd bench): %v", err))
+	}
+	o.ModDir = strings.TrimSpace(string(out))
+	if !filepath.IsAbs(o.Out) {
+		o.Out = filepath.Join(o.ModDir, o.Out)
+	}
+
+	start := time.Now()
+	res, err := harness.Run(o)
+	if err != nil {
+		fatal(err)
+	}
+	failed := 0
+	for _, r := range res.Records {
+		if r.Err != "" {
+			failed++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%d measurements in %s, %d failed; report: %s\n", len(res.Records),
+		time.Since(start).Round(time.Second), failed, filepath.Join(o.Out, "REPORT.md"))
+}
+
+func split(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func ints(s string) []int {
+	var out []int
+	for _, f := range split(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil {
+			fatal(fmt.Errorf("%q is not a number", f))
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}

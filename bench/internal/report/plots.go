@@ -1,0 +1,210 @@
+package report
+
+import (
+	"fmt"
+	"image/color"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// palette gives each library the same colour in every plot; duplex is the
+// strong blue, the floor grey.
+var palette = map[string]color.RGBA{
+	"duplex":  {0x1f, 0x4e, 0xd8, 0xff},
+	"gorilla": {0xe3, 0x6c, 0x0a, 0xff},
+	"coder":   {0x2c, 0xa0, 0x2c, 0xff},
+	"gws":     {0xd6, 0x27, 0x28, 0xff},
+	"gobwas":  {0x94, 0x67, 0xbd, 0xff},
+	"nbio":    {0x8c, 0x56, 0x4b, 0xff},
+	"tcp":     {0x7f, 0x7f, 0x7f, 0xff},
+}
+
+func colorOf(lib string) color.Color {
+	if c, ok := palette[lib]; ok {
+		return c
+	}
+	return color.Black
+}
+
+// plots draws every figure it has data for and returns name -> file name.
+func (a *agg) plots(dir string) (map[string]string, error) {
+	out := map[string]string{}
+	save := func(name string, p *plot.Plot, w vg.Length) error {
+		file := name + ".png"
+		if err := p.Save(w, 4*vg.Inch, filepath.Join(dir, file)); err != nil {
+			return err
+		}
+		out[name] = file
+		return nil
+	}
+	for _, c := range a.conns(Echo) {
+		p, ok := a.grouped(Echo, c, msgsPerSec, fmt.Sprintf("Echo, %d connections: msgs/s relative to the TCP floor", c), "msgs/s ÷ TCP floor (higher is better)", true)
+		if ok {
+			if err := save(fmt.Sprintf("echo-c%d", c), p, 9*vg.Inch); err != nil {
+				return nil, err
+			}
+		}
+		p, ok = a.grouped(Echo, c, cpuPerMsg, fmt.Sprintf("Echo, %d connections: server CPU per message", c), "µs of server CPU per message (lower is better)", false)
+		if ok {
+			if err := save(fmt.Sprintf("cpu-c%d", c), p, 9*vg.Inch); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, c := range a.conns(Deflate) {
+		p, ok := a.grouped(Deflate, c, msgsPerSec, fmt.Sprintf("Echo with permessage-deflate, %d connections", c), "msgs/s (higher is better)", false)
+		if ok {
+			if err := save("deflate", p, 7*vg.Inch); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if p, ok := a.idlePlot(); ok {
+		if err := save("idle", p, 7*vg.Inch); err != nil {
+			return nil, err
+		}
+	}
+	if p, ok := a.broadcastPlot(); ok {
+		if err := save("broadcast", p, 7*vg.Inch); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// grouped is a bar chart: one group per payload, one bar per library. With
+// relative, each bar is divided by the floor's value in its group.
+func (a *agg) grouped(scenario string, conns int, f func(Record) float64, title, ylabel string, relative bool) (*plot.Plot, bool) {
+	var payloads []int
+	for _, c := range a.cells(scenario) {
+		if c[0] == conns {
+			payloads = append(payloads, c[1])
+		}
+	}
+	if len(payloads) == 0 {
+		return nil, false
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = ylabel
+	p.Legend.Top = true
+	p.Legend.Left = true
+	var libs []string
+	for _, l := range a.libs {
+		if scenario == Deflate && l == Floor {
+			continue
+		}
+		libs = append(libs, l)
+	}
+	w := vg.Points(11)
+	any := false
+	for i, l := range libs {
+		vals := make(plotter.Values, len(payloads))
+		for j, pl := range payloads {
+			s := a.stat(scenario, conns, pl, l, f)
+			if !s.ok() {
+				continue
+			}
+			vals[j] = s.med
+			if relative {
+				fl := a.stat(scenario, conns, pl, Floor, f)
+				if !fl.ok() || fl.med == 0 {
+					vals[j] = 0
+					continue
+				}
+				vals[j] = s.med / fl.med
+			}
+			any = true
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return nil, false
+		}
+		bars.Color = colorOf(l)
+		bars.LineStyle.Width = 0
+		bars.Offset = vg.Length(float64(i)-float64(len(libs)-1)/2) * w
+		p.Add(bars)
+		p.Legend.Add(l, bars)
+	}
+	labels := make([]string, len(payloads))
+	for j, pl := range payloads {
+		labels[j] = Size(pl)
+	}
+	p.NominalX(labels...)
+	p.Add(plotter.NewGrid())
+	return p, any
+}
+
+func (a *agg) idlePlot() (*plot.Plot, bool) {
+	cs := a.cells(Idle)
+	if len(cs) == 0 {
+		return nil, false
+	}
+	p := plot.New()
+	p.Title.Text = "Server memory per idle connection"
+	p.X.Label.Text = "connections"
+	p.Y.Label.Text = "KiB of RSS per connection (lower is better)"
+	p.Legend.Top = true
+	p.Y.Min = 0
+	p.Add(plotter.NewGrid())
+	any := false
+	for _, l := range a.libs {
+		var xys plotter.XYs
+		for _, c := range cs {
+			s := a.stat(Idle, c[0], c[1], l, perConn)
+			if s.ok() {
+				xys = append(xys, plotter.XY{X: float64(c[0]), Y: s.med / 1024})
+			}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		line, points, err := plotter.NewLinePoints(xys)
+		if err != nil {
+			return nil, false
+		}
+		line.Color = colorOf(l)
+		line.Width = vg.Points(1.5)
+		points.Color = colorOf(l)
+		p.Add(line, points)
+		p.Legend.Add(l, line, points)
+		any = true
+	}
+	return p, any
+}
+
+func (a *agg) broadcastPlot() (*plot.Plot, bool) {
+	cs := a.cells(Broadcast)
+	if len(cs) == 0 {
+		return nil, false
+	}
+	c := cs[len(cs)-1]
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Broadcast to %d subscribers, %s messages", c[0], Size(c[1]))
+	p.Y.Label.Text = "deliveries/s (higher is better)"
+	p.Add(plotter.NewGrid())
+	var names []string
+	w := vg.Points(28)
+	any := false
+	for i, l := range a.libs {
+		s := a.stat(Broadcast, c[0], c[1], l, deliveries)
+		vals := make(plotter.Values, len(a.libs))
+		if s.ok() {
+			vals[i] = s.med
+			any = true
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return nil, false
+		}
+		bars.Color = colorOf(l)
+		bars.LineStyle.Width = 0
+		p.Add(bars)
+		names = append(names, l)
+	}
+	p.NominalX(names...)
+	return p, any
+}

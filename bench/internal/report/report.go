@@ -1,0 +1,562 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Floor is the name of the plain TCP echo.
+const Floor = "tcp"
+
+// Ours is the name of the library this harness exists for.
+const Ours = "duplex"
+
+// Size formats a payload size: 64 B, 1 KiB, 16 KiB.
+func Size(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// stat is the median, min and max of one metric over the rounds.
+type stat struct {
+	med, min, max float64
+	n             int
+	na            bool
+	err           string
+}
+
+func (s stat) ok() bool { return s.n > 0 }
+
+type cellKey struct {
+	scenario       string
+	conns, payload int
+	lib            string
+}
+
+// agg groups the records by cell and library.
+type agg struct {
+	res  *Results
+	recs map[cellKey][]Record
+	libs []string
+}
+
+func newAgg(res *Results) *agg {
+	a := &agg{res: res, recs: map[cellKey][]Record{}}
+	for _, l := range res.Libs {
+		a.libs = append(a.libs, l.Name)
+	}
+	for _, r := range res.Records {
+		k := cellKey{r.Scenario, r.Conns, r.Payload, r.Lib}
+		a.recs[k] = append(a.recs[k], r)
+	}
+	return a
+}
+
+func (a *agg) stat(scenario string, conns, payload int, lib string, f func(Record) float64) stat {
+	var vals []float64
+	var s stat
+	for _, r := range a.recs[cellKey{scenario, conns, payload, lib}] {
+		switch {
+		case r.NA:
+			s.na = true
+		case r.Err != "" && f(r) == 0:
+			s.err = r.Err
+		default:
+			vals = append(vals, f(r))
+		}
+	}
+	if len(vals) == 0 {
+		return s
+	}
+	sort.Float64s(vals)
+	s.n = len(vals)
+	s.min, s.max = vals[0], vals[len(vals)-1]
+	if len(vals)%2 == 1 {
+		s.med = vals[len(vals)/2]
+	} else {
+		s.med = (vals[len(vals)/2-1] + vals[len(vals)/2]) / 2
+	}
+	return s
+}
+
+// cells lists the (conns, payload) pairs of a scenario, sorted.
+func (a *agg) cells(scenario string) [][2]int {
+	seen := map[[2]int]bool{}
+	var out [][2]int
+	for k := range a.recs {
+		if k.scenario == scenario && !seen[[2]int{k.conns, k.payload}] {
+			seen[[2]int{k.conns, k.payload}] = true
+			out = append(out, [2]int{k.conns, k.payload})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i][0] != out[j][0] {
+			return out[i][0] < out[j][0]
+		}
+		return out[i][1] < out[j][1]
+	})
+	return out
+}
+
+// best is the best median among the WebSocket libraries (the floor excluded),
+// and, if except is not "", among them without except.
+func (a *agg) best(scenario string, conns, payload int, f func(Record) float64, higher bool, except string) (string, float64) {
+	bestLib, bestV := "", math.NaN()
+	for _, l := range a.libs {
+		if l == Floor || l == except {
+			continue
+		}
+		s := a.stat(scenario, conns, payload, l, f)
+		if !s.ok() {
+			continue
+		}
+		if math.IsNaN(bestV) || higher && s.med > bestV || !higher && s.med < bestV {
+			bestLib, bestV = l, s.med
+		}
+	}
+	return bestLib, bestV
+}
+
+// Metrics.
+var (
+	msgsPerSec = func(r Record) float64 { return r.MsgsPerSec }
+	cpuPerMsg  = func(r Record) float64 { return r.CPUPerMsg }
+	p50        = func(r Record) float64 { return r.P50 }
+	p99        = func(r Record) float64 { return r.P99 }
+	p999       = func(r Record) float64 { return r.P999 }
+	perConn    = func(r Record) float64 { return r.BytesPerConn }
+	deliveries = func(r Record) float64 { return r.DeliveriesPerSec }
+	loadBusy   = func(r Record) float64 { return r.LoadBusy }
+	serverBusy = func(r Record) float64 { return r.ServerBusy }
+)
+
+// Write writes results.json, REPORT.md and the plots into dir.
+func Write(res *Results, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), b, 0o644); err != nil {
+		return err
+	}
+	a := newAgg(res)
+	plots, err := a.plots(dir)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "REPORT.md"), []byte(a.markdown(plots)), 0o644)
+}
+
+// num formats a rate or count compactly: 812, 12.3k, 1.25M.
+func num(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	case v >= 1e3:
+		return fmt.Sprintf("%.2fk", v/1e3)
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func us(v float64) string {
+	switch {
+	case v >= 10000:
+		return fmt.Sprintf("%.1f ms", v/1000)
+	case v >= 1000:
+		return fmt.Sprintf("%.2f ms", v/1000)
+	case v >= 100:
+		return fmt.Sprintf("%.0f µs", v)
+	}
+	return fmt.Sprintf("%.1f µs", v)
+}
+
+func kib(v float64) string { return fmt.Sprintf("%.2f KiB", v/1024) }
+
+// cell renders "median (min–max)" or why there is no value.
+func cell(s stat, format func(float64) string, spread bool) string {
+	switch {
+	case s.ok() && spread && s.n > 1:
+		return fmt.Sprintf("%s (%s–%s)", format(s.med), format(s.min), format(s.max))
+	case s.ok():
+		return format(s.med)
+	case s.na:
+		return "n/a"
+	case s.err != "":
+		return "failed"
+	}
+	return "–"
+}
+
+func ratio(v, ref float64) string {
+	if math.IsNaN(ref) || ref == 0 || math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", v/ref)
+}
+
+type table struct {
+	head []string
+	rows [][]string
+}
+
+func (t *table) String() string {
+	var b strings.Builder
+	b.WriteString("| " + strings.Join(t.head, " | ") + " |\n")
+	b.WriteString("|" + strings.Repeat(" --- |", len(t.head)) + "\n")
+	for _, r := range t.rows {
+		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
+	}
+	return b.String()
+}
+
+func (a *agg) libHead(first ...string) []string {
+	h := append([]string{}, first...)
+	for _, l := range a.libs {
+		if l == Floor {
+			h = append(h, "tcp floor")
+		} else {
+			h = append(h, l)
+		}
+	}
+	return h
+}
+
+// valueTable: rows are the scenario's cells, one column per library.
+func (a *agg) valueTable(scenario string, conns int, f func(Record) float64, format func(float64) string) *table {
+	t := &table{head: a.libHead("payload")}
+	for _, c := range a.cells(scenario) {
+		if c[0] != conns {
+			continue
+		}
+		row := []string{Size(c[1])}
+		for _, l := range a.libs {
+			row = append(row, cell(a.stat(scenario, c[0], c[1], l, f), format, true))
+		}
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
+// ratioTable: each library's median against the best library's median and
+// against the floor's. For lower-is-better metrics a ratio above 1 is worse.
+func (a *agg) ratioTable(scenario string, conns int, f func(Record) float64, higher bool) *table {
+	t := &table{head: a.libHead("payload")}
+	for _, c := range a.cells(scenario) {
+		if c[0] != conns {
+			continue
+		}
+		_, best := a.best(scenario, c[0], c[1], f, higher, "")
+		floor := a.stat(scenario, c[0], c[1], Floor, f)
+		row := []string{Size(c[1])}
+		for _, l := range a.libs {
+			s := a.stat(scenario, c[0], c[1], l, f)
+			switch {
+			case !s.ok():
+				row = append(row, cell(s, num, false))
+			case l == Floor:
+				row = append(row, "1×")
+			default:
+				fl := math.NaN()
+				if floor.ok() {
+					fl = floor.med
+				}
+				row = append(row, ratio(s.med, best)+" · "+ratio(s.med, fl))
+			}
+		}
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
+func (a *agg) latencyTable(scenario string, conns int) *table {
+	t := &table{head: a.libHead("payload")}
+	for _, c := range a.cells(scenario) {
+		if c[0] != conns {
+			continue
+		}
+		row := []string{Size(c[1])}
+		for _, l := range a.libs {
+			s50 := a.stat(scenario, c[0], c[1], l, p50)
+			if !s50.ok() {
+				row = append(row, cell(s50, num, false))
+				continue
+			}
+			s99 := a.stat(scenario, c[0], c[1], l, p99)
+			s999 := a.stat(scenario, c[0], c[1], l, p999)
+			row = append(row, fmt.Sprintf("%s / %s / %s", us(s50.med), us(s99.med), us(s999.med)))
+		}
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
+func (a *agg) conns(scenario string) []int {
+	var out []int
+	for _, c := range a.cells(scenario) {
+		if len(out) == 0 || out[len(out)-1] != c[0] {
+			out = append(out, c[0])
+		}
+	}
+	return out
+}
+
+func (a *agg) maxOf(scenario string, f func(Record) float64) float64 {
+	m := 0.0
+	for _, r := range a.res.Records {
+		if r.Scenario == scenario {
+			m = math.Max(m, f(r))
+		}
+	}
+	return m
+}
+
+func (a *agg) errors() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range a.res.Records {
+		if r.Err == "" {
+			continue
+		}
+		e := r.Err
+		if len(e) > 300 {
+			e = e[:300] + "…"
+		}
+		s := fmt.Sprintf("%s %s (c=%d, %s, round %d): %s", r.Scenario, r.Lib, r.Conns, Size(r.Payload), r.Round, e)
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (a *agg) markdown(plots map[string]string) string {
+	res := a.res
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	m := res.Machine
+	s := res.Settings
+	w("# Duplex benchmark report\n\n")
+	kind := "full"
+	if s.Short {
+		kind = "short"
+	}
+	w("A %s run of `%s`, %s, %s long.\n\n", kind, s.Command, res.Started.UTC().Format("2006-01-02 15:04 MST"),
+		res.Finished.Sub(res.Started).Round(time.Second))
+	w("**Machine:** %d cores, %s, %s RAM, Linux %s, %s, open-file limit %d per process. Load average %s at the start, %s at the end (the machine is shared).\n\n",
+		m.Cores, m.CPUModel, m.MemTotal, m.Kernel, m.GoVersion, m.FDLimit, m.LoadStart, m.LoadEnd)
+	w("**Method:** each server runs alone pinned to CPU %s with GOMAXPROCS=1; the load generator (one goroutine on a raw epoll set, frames built once, masked) runs pinned to CPU %s with GOMAXPROCS=1. ", s.ServerCPU, s.LoadCPU)
+	w("Every cell is a fresh server process; %d round(s), the libraries' order rotated each round; each echo or broadcast run has a %v warm-up and a %v measured window. ", s.Rounds, s.Warmup, s.Duration)
+	w("Figures are medians over the rounds with (min–max). Server CPU time comes from /proc/<pid>/stat (utime+stime) over the measured window. ")
+	w("Echo keeps %d message(s) in flight per connection; broadcast keeps %d messages in flight.\n\n", s.Depth, s.Window)
+
+	t := &table{head: []string{"library", "module", "version", "permessage-deflate"}}
+	for _, l := range res.Libs {
+		c := "yes"
+		if !l.Compression {
+			c = "n/a"
+		}
+		v := l.Version
+		if !l.Built {
+			v += " (build failed)"
+		}
+		t.rows = append(t.rows, []string{l.Name, l.Module, v, c})
+	}
+	w("%s\n", t)
+	w("Ratios read `A× · B×`: A against the best WebSocket library in that cell, B against the TCP floor. For msgs/s higher is better; for CPU, latency and memory lower is better (a ratio above 1 is worse).\n\n")
+
+	a.summary(&b)
+
+	if cs := a.conns(Echo); len(cs) > 0 {
+		w("## 1. Echo: throughput, latency, server CPU per message\n\n")
+		for _, c := range cs {
+			w("### %d connections\n\n", c)
+			w("Messages echoed per second:\n\n%s\n", a.valueTable(Echo, c, msgsPerSec, num))
+			w("Ratios of msgs/s:\n\n%s\n", a.ratioTable(Echo, c, msgsPerSec, true))
+			w("Server CPU time per message (µs):\n\n%s\n", a.valueTable(Echo, c, cpuPerMsg, func(v float64) string { return fmt.Sprintf("%.2f", v) }))
+			w("Ratios of CPU per message:\n\n%s\n", a.ratioTable(Echo, c, cpuPerMsg, false))
+			w("Round-trip latency p50 / p99 / p99.9:\n\n%s\n", a.latencyTable(Echo, c))
+			for _, k := range []string{fmt.Sprintf("echo-c%d", c), fmt.Sprintf("cpu-c%d", c)} {
+				if p, ok := plots[k]; ok {
+					w("![%s](%s)\n\n", k, p)
+				}
+			}
+		}
+		w("The load generator used up to %.0f%% of its core and the servers up to %.0f%% of theirs: where the generator is near 100%% it, not the server, set the pace, and CPU per message is the fairer comparison.\n\n",
+			100*a.maxOf(Echo, loadBusy), 100*a.maxOf(Echo, serverBusy))
+	}
+
+	if cs := a.cells(Idle); len(cs) > 0 {
+		w("## 2. Memory per idle connection\n\n")
+		w("RSS growth of the server divided by the connections, after the RSS settled (no message sent). Connections come from %d source addresses 127.0.0.x.\n\n", (cs[len(cs)-1][0]+999)/1000)
+		t := &table{head: a.libHead("connections")}
+		r := &table{head: a.libHead("connections")}
+		for _, c := range cs {
+			row := []string{fmt.Sprint(c[0])}
+			rrow := []string{fmt.Sprint(c[0])}
+			_, best := a.best(Idle, c[0], c[1], perConn, false, "")
+			floor := a.stat(Idle, c[0], c[1], Floor, perConn)
+			for _, l := range a.libs {
+				st := a.stat(Idle, c[0], c[1], l, perConn)
+				row = append(row, cell(st, kib, true))
+				switch {
+				case !st.ok():
+					rrow = append(rrow, cell(st, kib, false))
+				case l == Floor:
+					rrow = append(rrow, "1×")
+				default:
+					fl := math.NaN()
+					if floor.ok() {
+						fl = floor.med
+					}
+					rrow = append(rrow, ratio(st.med, best)+" · "+ratio(st.med, fl))
+				}
+			}
+			t.rows = append(t.rows, row)
+			r.rows = append(r.rows, rrow)
+		}
+		w("%s\nRatios:\n\n%s\n", t, r)
+		if last := cs[len(cs)-1]; len(cs) > 1 {
+			w("Projected for 100k connections (per-connection cost at %d × 100,000):", last[0])
+			for _, l := range a.libs {
+				st := a.stat(Idle, last[0], last[1], l, perConn)
+				if st.ok() {
+					w(" %s %.0f MiB;", l, st.med*100000/(1<<20))
+				}
+			}
+			w(" the curve above is flat enough past 5k connections for the per-connection cost to carry to 100k+ (the fd limit of this machine keeps a real 100k run out of reach).\n\n")
+		}
+		if p, ok := plots["idle"]; ok {
+			w("![idle memory](%s)\n\n", p)
+		}
+	}
+
+	if cs := a.cells(Broadcast); len(cs) > 0 {
+		w("## 3. Broadcast fan-out to one room\n\n")
+		for _, c := range cs {
+			w("%d subscribers (plus the publisher, who also receives), %s messages. Libraries with a broadcast helper use it (gws Broadcaster, gorilla PreparedMessage, gobwas a compiled frame); the others write per subscriber (nbio directly, as its writes never block; duplex and coder through a channel per subscriber).\n\n", c[0], Size(c[1]))
+			t := &table{head: []string{"library", "deliveries/s", "ratio · floor", "lag p50", "lag p99", "lag p99.9", "server CPU µs/delivery", "lost"}}
+			_, best := a.best(Broadcast, c[0], c[1], deliveries, true, "")
+			floor := a.stat(Broadcast, c[0], c[1], Floor, deliveries)
+			for _, l := range a.libs {
+				st := a.stat(Broadcast, c[0], c[1], l, deliveries)
+				if !st.ok() {
+					t.rows = append(t.rows, []string{l, cell(st, num, false), "", "", "", "", "", ""})
+					continue
+				}
+				fl := math.NaN()
+				if floor.ok() {
+					fl = floor.med
+				}
+				rr := ratio(st.med, best) + " · " + ratio(st.med, fl)
+				if l == Floor {
+					rr = "1×"
+				}
+				var lost int64
+				for _, r := range a.recs[cellKey{Broadcast, c[0], c[1], l}] {
+					lost += r.Lost
+				}
+				t.rows = append(t.rows, []string{l, cell(st, num, true), rr,
+					us(a.stat(Broadcast, c[0], c[1], l, p50).med), us(a.stat(Broadcast, c[0], c[1], l, p99).med),
+					us(a.stat(Broadcast, c[0], c[1], l, p999).med),
+					fmt.Sprintf("%.2f", a.stat(Broadcast, c[0], c[1], l, cpuPerMsg).med), fmt.Sprint(lost)})
+			}
+			w("%s\n", t)
+		}
+		if p, ok := plots["broadcast"]; ok {
+			w("![broadcast](%s)\n\n", p)
+		}
+	}
+
+	if cs := a.conns(Deflate); len(cs) > 0 {
+		w("## 4. Echo with permessage-deflate\n\n")
+		w("The client sends each message deflated without context (client_no_context_takeover); each server compresses its replies with its own defaults. n/a: the library does not support compression.\n\n")
+		for _, c := range cs {
+			w("### %d connections\n\nMessages echoed per second:\n\n%s\n", c, a.valueTable(Deflate, c, msgsPerSec, num))
+			w("Ratios of msgs/s (against the best library; the floor column is empty, TCP does not compress):\n\n%s\n", a.ratioTable(Deflate, c, msgsPerSec, true))
+			w("Server CPU time per message (µs):\n\n%s\n", a.valueTable(Deflate, c, cpuPerMsg, func(v float64) string { return fmt.Sprintf("%.2f", v) }))
+		}
+		if p, ok := plots["deflate"]; ok {
+			w("![deflate](%s)\n\n", p)
+		}
+	}
+
+	if errs := a.errors(); len(errs) > 0 {
+		w("## Failed runs\n\n")
+		for _, e := range errs {
+			w("- %s\n", e)
+		}
+		w("\n")
+	}
+	return b.String()
+}
+
+// summary is Duplex against the best other library and the floor, cell by cell.
+func (a *agg) summary(b *strings.Builder) {
+	has := false
+	for _, l := range a.libs {
+		has = has || l == Ours
+	}
+	if !has {
+		return
+	}
+	t := &table{head: []string{"scenario", "metric", "duplex", "best peer", "duplex / best peer", "duplex / tcp floor"}}
+	add := func(scenario string, c [2]int, name string, f func(Record) float64, higher bool, format func(float64) string) {
+		d := a.stat(scenario, c[0], c[1], Ours, f)
+		peer, pv := a.best(scenario, c[0], c[1], f, higher, Ours)
+		floor := a.stat(scenario, c[0], c[1], Floor, f)
+		label := fmt.Sprintf("%s c=%d %s", scenario, c[0], Size(c[1]))
+		if scenario == Idle {
+			label = fmt.Sprintf("idle c=%d", c[0])
+		}
+		if !d.ok() {
+			t.rows = append(t.rows, []string{label, name, cell(d, format, false), peer, "", ""})
+			return
+		}
+		bp := "–"
+		if peer != "" {
+			bp = fmt.Sprintf("%s %s", peer, format(pv))
+		}
+		fl := math.NaN()
+		if floor.ok() {
+			fl = floor.med
+		}
+		t.rows = append(t.rows, []string{label, name, format(d.med), bp, ratio(d.med, pv), ratio(d.med, fl)})
+	}
+	for _, c := range a.cells(Echo) {
+		add(Echo, c, "msgs/s", msgsPerSec, true, num)
+		add(Echo, c, "CPU µs/msg", cpuPerMsg, false, func(v float64) string { return fmt.Sprintf("%.2f", v) })
+		add(Echo, c, "p99", p99, false, us)
+	}
+	for _, c := range a.cells(Idle) {
+		add(Idle, c, "bytes/conn", perConn, false, kib)
+	}
+	for _, c := range a.cells(Broadcast) {
+		add(Broadcast, c, "deliveries/s", deliveries, true, num)
+		add(Broadcast, c, "lag p99", p99, false, us)
+	}
+	for _, c := range a.cells(Deflate) {
+		add(Deflate, c, "msgs/s", msgsPerSec, true, num)
+	}
+	fmt.Fprintf(b, "## Duplex against the field\n\nFor msgs/s and deliveries/s a ratio below 1 means Duplex is behind; for CPU, latency and memory a ratio above 1 means Duplex is behind.\n\n%s\n", t)
+}

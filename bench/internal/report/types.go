@@ -1,0 +1,88 @@
+// Package report turns the harness's records into the markdown report and
+// the PNG plots of bench/results.
+package report
+
+import "time"
+
+// Scenarios.
+const (
+	Echo      = "echo"
+	Idle      = "idle"
+	Broadcast = "broadcast"
+	Deflate   = "deflate"
+)
+
+// Machine is where the run happened.
+type Machine struct {
+	CPUModel  string `json:"cpu_model"`
+	Cores     int    `json:"cores"`
+	MemTotal  string `json:"mem_total"`
+	Kernel    string `json:"kernel"`
+	GoVersion string `json:"go_version"`
+	FDLimit   uint64 `json:"fd_limit"`
+	LoadStart string `json:"loadavg_start"`
+	LoadEnd   string `json:"loadavg_end"`
+}
+
+// Lib is one server under test.
+type Lib struct {
+	Name        string `json:"name"`
+	Module      string `json:"module"`
+	Version     string `json:"version"`
+	Built       bool   `json:"built"`
+	BuildErr    string `json:"build_error,omitempty"`
+	Compression bool   `json:"compression"`
+}
+
+// Settings are the run's parameters.
+type Settings struct {
+	Command   string        `json:"command"`
+	Short     bool          `json:"short"`
+	Rounds    int           `json:"rounds"`
+	Warmup    time.Duration `json:"warmup"`
+	Duration  time.Duration `json:"duration"`
+	ServerCPU string        `json:"server_cpu"`
+	LoadCPU   string        `json:"load_cpu"`
+	Depth     int           `json:"depth"`
+	Window    int           `json:"window"`
+}
+
+// Record is one measurement: one library, one scenario cell, one round.
+type Record struct {
+	Scenario string `json:"scenario"`
+	Lib      string `json:"lib"`
+	Round    int    `json:"round"`
+	Conns    int    `json:"conns"`
+	Payload  int    `json:"payload"`
+	NA       bool   `json:"na,omitempty"`    // the library does not support the scenario
+	Err      string `json:"error,omitempty"` // the run failed
+
+	// echo and deflate
+	MsgsPerSec float64 `json:"msgs_per_sec,omitempty"`
+	P50        float64 `json:"p50_us,omitempty"`
+	P99        float64 `json:"p99_us,omitempty"`
+	P999       float64 `json:"p999_us,omitempty"`
+	CPUPerMsg  float64 `json:"cpu_us_per_msg,omitempty"` // server CPU time per message (per delivery in broadcast)
+	ServerBusy float64 `json:"server_busy,omitempty"`    // server CPU seconds per second
+	LoadBusy   float64 `json:"load_busy,omitempty"`      // load generator CPU seconds per second
+	Negotiated int     `json:"negotiated,omitempty"`     // deflate: connections that negotiated it
+	Lost       int64   `json:"lost,omitempty"`           // connections (echo) or deliveries (broadcast) lost
+
+	// idle
+	RSSBase      int64   `json:"rss_base,omitempty"`
+	RSS          int64   `json:"rss,omitempty"`
+	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
+
+	// broadcast (latencies in P50/P99/P999 are delivery lags)
+	DeliveriesPerSec float64 `json:"deliveries_per_sec,omitempty"`
+}
+
+// Results is everything a run produced.
+type Results struct {
+	Machine  Machine   `json:"machine"`
+	Settings Settings  `json:"settings"`
+	Libs     []Lib     `json:"libs"`
+	Records  []Record  `json:"records"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+}

@@ -1,0 +1,122 @@
+// Package srvkit is the thin shell shared by the benchmark servers in
+// bench/servers: flags, the "LISTEN addr" handshake with the harness, a clean
+// stop on SIGTERM or when stdin closes, an optional CPU profile, and the
+// broadcast room every server uses to hold its subscribers.
+//
+// Each server keeps its library-specific code (upgrade, read loop, write,
+// broadcast) in its own main package, written the way that library's README
+// recommends; srvkit only removes the boilerplate around it.
+package srvkit
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"syscall"
+)
+
+// Modes of a benchmark server.
+const (
+	ModeEcho      = "echo"      // every message is written back to its sender
+	ModeBroadcast = "broadcast" // every message is written to every connection (one room)
+)
+
+// Config is what the harness asks of a server.
+type Config struct {
+	Addr      string // listen address, "127.0.0.1:0" picks a free port
+	Mode      string // ModeEcho or ModeBroadcast
+	Compress  bool   // negotiate permessage-deflate when the client offers it
+	ReadLimit int64  // largest message accepted
+}
+
+// Server is a started server: its bound address and how to stop it.
+type Server struct {
+	Addr string
+	Stop func()
+}
+
+// StartFunc starts a server for cfg and returns once it is listening.
+type StartFunc func(cfg Config) (*Server, error)
+
+// Features says what a server supports; the harness asks with -features.
+type Features struct {
+	Compression bool
+}
+
+// Main runs a server binary: it parses the flags, starts the server, prints
+// "LISTEN <addr>" on stdout and serves until SIGTERM/SIGINT or until stdin
+// reaches EOF (the harness closes it), then stops it.
+func Main(start StartFunc, feat Features) {
+	cfg := Config{}
+	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:0", "listen address")
+	flag.StringVar(&cfg.Mode, "mode", ModeEcho, "echo or broadcast")
+	flag.BoolVar(&cfg.Compress, "compress", false, "negotiate permessage-deflate")
+	flag.Int64Var(&cfg.ReadLimit, "read-limit", 1<<20, "largest message accepted, in bytes")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	features := flag.Bool("features", false, "print the supported features and exit")
+	flag.Parse()
+
+	if *features {
+		fmt.Printf("compression=%v\n", feat.Compression)
+		return
+	}
+	if cfg.Compress && !feat.Compression {
+		fmt.Fprintln(os.Stderr, "compression not supported")
+		os.Exit(3)
+	}
+	if cfg.Mode != ModeEcho && cfg.Mode != ModeBroadcast {
+		fmt.Fprintf(os.Stderr, "unknown mode %q\n", cfg.Mode)
+		os.Exit(2)
+	}
+	RaiseFileLimit()
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+
+	srv, err := start(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("LISTEN %s\n", srv.Addr)
+
+	done := make(chan struct{}, 2)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	go func() { <-sig; done <- struct{}{} }()
+	go func() {
+		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+		done <- struct{}{}
+	}()
+	<-done
+	srv.Stop()
+}
+
+// RaiseFileLimit raises the soft RLIMIT_NOFILE to the hard limit.
+func RaiseFileLimit() {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+}
