@@ -47,7 +47,9 @@ func main() {
 	flag.StringVar(&o.ServerCPU, "server-cpu", "0", "CPUs of the servers (taskset list)")
 	flag.StringVar(&o.LoadCPU, "load-cpu", "1", "CPUs of the load generator (taskset list)")
 	flag.StringVar(&o.Profile, "profile", "", "afterwards, profile this library's server under echo load (results/profile)")
+	micro := flag.String("micro", "auto", "run the microbenchmarks: yes, no, or auto (yes unless -short)")
 	flag.Parse()
+	o.Micro = *micro == "yes" || *micro == "auto" && !o.Short
 
 	o.Command = "go run ./cmd/bench " + strings.Join(os.Args[1:], " ")
 	o.Libs = split(libs)

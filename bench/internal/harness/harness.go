@@ -45,6 +45,7 @@ type Options struct {
 	ServerCPU string   // taskset list for the servers
 	LoadCPU   string   // taskset list for the load generator
 	Profile   string   // library whose server to profile under echo load afterwards
+	Micro     bool     // run the microbenchmarks too
 	Log       io.Writer
 
 	Warmup, Duration time.Duration
@@ -180,6 +181,16 @@ func Run(opt Options) (*report.Results, error) {
 		return nil, err
 	}
 	tasks := r.plan()
+	if opt.Micro {
+		tasks = append(tasks, task{label: "microbenchmarks", est: 60, run: func() []report.Record {
+			var err error
+			r.res.Micro, err = r.micro()
+			if err != nil {
+				r.res.MicroErr = err.Error()
+			}
+			return nil
+		}})
+	}
 	r.prog = newProgress(opt.Log, tasks)
 	for i, t := range tasks {
 		r.prog.begin(i, t.label)
@@ -406,7 +417,8 @@ func (r *runner) echo(scenario, lib string, round, conns, payload int) []report.
 		return []report.Record{rec}
 	}
 	if res.Msgs == 0 || res.Seconds == 0 {
-		rec.Err = fmt.Sprintf("no echo came back (%d connected, %d failed, %d lost): %s", res.Conns, res.Failed, res.Errors, srv.stderr)
+		rec.Err = fmt.Sprintf("no echo in the measured window (%d before it; %d connected, %d failed, %d lost): %s",
+			res.Total, res.Conns, res.Failed, res.Errors, srv.stderr)
 		return []report.Record{rec}
 	}
 	rec.MsgsPerSec = float64(res.Msgs) / res.Seconds
@@ -433,7 +445,7 @@ func (r *runner) measure(srv *server, cfg loadgen.Config) (window, loadgen.Resul
 	if err != nil {
 		return window{}, loadgen.Result{}, err
 	}
-	var s0, s1, l0, l1 float64
+	var s0, s1 float64
 	var t0, t1 time.Time
 	timeout := time.After(cfg.Warmup + cfg.Duration + 3*time.Minute)
 loop:
@@ -446,11 +458,9 @@ loop:
 			switch ev.Kind {
 			case "measure-start":
 				s0, _ = cpuSeconds(srv.pid)
-				l0, _ = cpuSeconds(lp.pid)
 				t0 = time.Now()
 			case "measure-end":
 				s1, _ = cpuSeconds(srv.pid)
-				l1, _ = cpuSeconds(lp.pid)
 				t1 = time.Now()
 				break loop
 			}
@@ -465,7 +475,7 @@ loop:
 	if t1.IsZero() {
 		return window{}, res, fmt.Errorf("the run did not finish: %+v", res)
 	}
-	return window{serverCPU: s1 - s0, loadCPU: l1 - l0, wall: t1.Sub(t0).Seconds()}, res, nil
+	return window{serverCPU: s1 - s0, loadCPU: res.CPU, wall: t1.Sub(t0).Seconds()}, res, nil
 }
 
 func (r *runner) settleMin() time.Duration {
@@ -606,7 +616,7 @@ func (r *runner) profile(lib string) error {
 	payloads := []int{r.opt.Payloads[0], r.opt.Payloads[len(r.opt.Payloads)-1]}
 	sort.Ints(payloads)
 	for _, p := range payloads {
-		name := fmt.Sprintf("%s-echo-c%d-%s", lib, conns, size(p))
+		name := fmt.Sprintf("%s-echo-c%d-%s", lib, conns, strings.ReplaceAll(size(p), " ", ""))
 		prof, _ := filepath.Abs(filepath.Join(dir, name+".pprof"))
 		fmt.Fprintf(r.opt.Log, "profiling %s...\n", name)
 		srv, err := startServer(r.bin[lib], r.opt.ServerCPU, "-mode", "echo", "-cpuprofile", prof)

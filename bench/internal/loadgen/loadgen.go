@@ -86,6 +86,8 @@ type Result struct {
 	P99        float64 `json:"p99_us"`           //
 	P999       float64 `json:"p999_us"`          //
 	Max        float64 `json:"max_us"`           //
+	CPU        float64 `json:"cpu_seconds"`      // the generator's own CPU time in the measured time
+	Total      int64   `json:"total"`            // echo messages or deliveries, warm-up included
 	VerifyErr  string  `json:"verify,omitempty"` // first verification failure
 }
 
@@ -159,6 +161,9 @@ type gen struct {
 	measuring bool
 	mStart    int64
 	mEnd      int64
+	cpu0      float64
+	cpu1      float64
+	total     int64
 	hist      hist
 	msgs      int64
 	bytes     int64
@@ -247,6 +252,8 @@ func Run(cfg Config, ctl <-chan Command, events func(Event)) (Result, error) {
 			return res, err
 		}
 		res.Seconds = float64(g.mEnd-g.mStart) / 1e9
+		res.CPU = g.cpu1 - g.cpu0
+		res.Total = g.total
 		res.Msgs, res.Bytes = g.msgs, g.bytes
 		res.Published, res.Deliveries, res.Lost = g.published, g.deliveries, g.lost
 		res.P50 = g.hist.quantile(0.50) / 1e3
@@ -490,6 +497,7 @@ func (g *gen) load(events func(Event)) error {
 			g.measuring = false
 			g.running = false
 			g.mEnd = now
+			g.cpu1 = selfCPU()
 			events(Event{Kind: "measure-end"})
 			return nil
 		}
@@ -505,6 +513,7 @@ func (g *gen) startMeasure(events func(Event)) {
 	g.msgs, g.bytes, g.published, g.deliveries, g.lost = 0, 0, 0, 0, 0
 	g.measuring = true
 	events(Event{Kind: "measure-start"})
+	g.cpu0 = selfCPU()
 	g.mStart = g.now()
 }
 
@@ -738,6 +747,7 @@ func (g *gen) frameDone(c *conn, now int64) int {
 			return 0
 		}
 		c.inflight--
+		g.total++
 		sent := c.times[c.th]
 		c.th++
 		if c.th == len(c.times) {
@@ -893,6 +903,7 @@ func (g *gen) delivered(seq uint64, now int64, size int64) {
 		return // retired already (by timeout)
 	}
 	s.got++
+	g.total++
 	if g.measuring {
 		g.hist.record(now - s.sentAt)
 		g.deliveries++
@@ -918,4 +929,13 @@ func (g *gen) retireStale(now int64) {
 			}
 		}
 	}
+}
+
+// selfCPU is this process's user+system CPU time in seconds.
+func selfCPU() float64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }

@@ -91,7 +91,6 @@ func (a *agg) grouped(scenario string, conns int, f func(Record) float64, title,
 	p.Title.Text = title
 	p.Y.Label.Text = ylabel
 	p.Legend.Top = true
-	p.Legend.Left = true
 	var libs []string
 	for _, l := range a.libs {
 		if scenario == Deflate && l == Floor {
@@ -101,6 +100,7 @@ func (a *agg) grouped(scenario string, conns int, f func(Record) float64, title,
 	}
 	w := vg.Points(11)
 	any := false
+	top := 0.0
 	for i, l := range libs {
 		vals := make(plotter.Values, len(payloads))
 		for j, pl := range payloads {
@@ -117,6 +117,7 @@ func (a *agg) grouped(scenario string, conns int, f func(Record) float64, title,
 				}
 				vals[j] = s.med / fl.med
 			}
+			top = max(top, vals[j])
 			any = true
 		}
 		bars, err := plotter.NewBarChart(vals, w)
@@ -134,6 +135,8 @@ func (a *agg) grouped(scenario string, conns int, f func(Record) float64, title,
 		labels[j] = Size(pl)
 	}
 	p.NominalX(labels...)
+	p.X.Min, p.X.Max = -0.6, float64(len(payloads))-0.4
+	p.Y.Min, p.Y.Max = 0, top*1.3 // room for the legend
 	p.Add(plotter.NewGrid())
 	return p, any
 }
@@ -206,5 +209,6 @@ func (a *agg) broadcastPlot() (*plot.Plot, bool) {
 		names = append(names, l)
 	}
 	p.NominalX(names...)
+	p.Y.Min = 0
 	return p, any
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -501,6 +502,8 @@ func (a *agg) markdown(plots map[string]string) string {
 		}
 	}
 
+	a.micro(&b)
+
 	if errs := a.errors(); len(errs) > 0 {
 		w("## Failed runs\n\n")
 		for _, e := range errs {
@@ -559,4 +562,91 @@ func (a *agg) summary(b *strings.Builder) {
 		add(Deflate, c, "msgs/s", msgsPerSec, true, num)
 	}
 	fmt.Fprintf(b, "## Duplex against the field\n\nFor msgs/s and deliveries/s a ratio below 1 means Duplex is behind; for CPU, latency and memory a ratio above 1 means Duplex is behind.\n\n%s\n", t)
+}
+
+// micro renders the microbenchmarks: one table per benchmark, one row per
+// case, one column per library.
+func (a *agg) micro(b *strings.Builder) {
+	res := a.res
+	if len(res.Micro) == 0 && res.MicroErr == "" {
+		return
+	}
+	fmt.Fprintf(b, "## 5. Microbenchmarks of the hot paths\n\n")
+	fmt.Fprintf(b, "`go test -bench . -benchmem` pinned to CPU %s: Duplex's own in ../websocket (bench_test.go), the peers' in bench/micro where they export an equivalent (gobwas/ws: ws.Cipher, WriteHeader, ReadHeader; gorilla, coder, gws: a server Conn over an in-memory connection). Cells: ns/op · B/op · allocs/op. ", res.Settings.ServerCPU)
+	fmt.Fprintf(b, "ReadMessage reads masked text frames: Duplex validates UTF-8 there as RFC 6455 requires, the peers by default do not. The peers' WriteMessage writes into a connection that discards (gobwas writes header and payload without copying); Duplex's writes into an in-memory transport. RoundTrip is Duplex alone, over TCP loopback.\n\n")
+	if res.MicroErr != "" {
+		fmt.Fprintf(b, "Some microbenchmarks failed: %s\n\n", res.MicroErr)
+	}
+	var benches []string
+	seen := map[string]bool{}
+	for _, m := range res.Micro {
+		if !seen[m.Bench] {
+			seen[m.Bench] = true
+			benches = append(benches, m.Bench)
+		}
+	}
+	order := map[string]int{"Mask": 0, "FrameHeader": 1, "ReadMessage": 2, "WriteMessage": 3, "RoundTrip": 4}
+	sort.SliceStable(benches, func(i, j int) bool {
+		oi, ok := order[benches[i]]
+		if !ok {
+			oi = 99
+		}
+		oj, ok := order[benches[j]]
+		if !ok {
+			oj = 99
+		}
+		return oi < oj
+	})
+	for _, bench := range benches {
+		var libs, cases []string
+		cell := map[[2]string]Micro{}
+		ls, cs := map[string]bool{}, map[string]bool{}
+		for _, m := range res.Micro {
+			if m.Bench != bench {
+				continue
+			}
+			if !ls[m.Lib] {
+				ls[m.Lib] = true
+				libs = append(libs, m.Lib)
+			}
+			if !cs[m.Case] {
+				cs[m.Case] = true
+				cases = append(cases, m.Case)
+			}
+			cell[[2]string{m.Case, m.Lib}] = m
+		}
+		sort.SliceStable(libs, func(i, j int) bool { return libs[i] == Ours && libs[j] != Ours })
+		sort.SliceStable(cases, func(i, j int) bool {
+			x, ex := strconv.Atoi(cases[i])
+			y, ey := strconv.Atoi(cases[j])
+			if ex == nil && ey == nil {
+				return x < y
+			}
+			return cases[i] < cases[j]
+		})
+		t := &table{head: append([]string{bench}, libs...)}
+		for _, c := range cases {
+			row := []string{c}
+			for _, l := range libs {
+				m, ok := cell[[2]string{c, l}]
+				if !ok {
+					row = append(row, "–")
+					continue
+				}
+				row = append(row, fmt.Sprintf("%s · %.0f · %.0f", nsop(m.NsOp), m.BytesOp, m.AllocsOp))
+			}
+			t.rows = append(t.rows, row)
+		}
+		fmt.Fprintf(b, "%s\n", t)
+	}
+}
+
+func nsop(v float64) string {
+	switch {
+	case v >= 1000:
+		return fmt.Sprintf("%.0f ns", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f ns", v)
+	}
+	return fmt.Sprintf("%.2f ns", v)
 }

@@ -77,12 +77,25 @@ type Record struct {
 	DeliveriesPerSec float64 `json:"deliveries_per_sec,omitempty"`
 }
 
+// Micro is one microbenchmark result (go test -bench -benchmem).
+type Micro struct {
+	Bench    string  `json:"bench"` // Mask, FrameHeader, ReadMessage, WriteMessage, RoundTrip
+	Lib      string  `json:"lib"`
+	Case     string  `json:"case"` // size, or encode/decode
+	NsOp     float64 `json:"ns_op"`
+	BytesOp  float64 `json:"bytes_op"`
+	AllocsOp float64 `json:"allocs_op"`
+	MBs      float64 `json:"mb_s,omitempty"`
+}
+
 // Results is everything a run produced.
 type Results struct {
 	Machine  Machine   `json:"machine"`
 	Settings Settings  `json:"settings"`
 	Libs     []Lib     `json:"libs"`
 	Records  []Record  `json:"records"`
+	Micro    []Micro   `json:"micro,omitempty"`
+	MicroErr string    `json:"micro_error,omitempty"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 }

@@ -1,0 +1,82 @@
+package report
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func synthetic() *Results {
+	res := &Results{
+		Machine:  Machine{CPUModel: "Test CPU", Cores: 2, GoVersion: "go1.26.8", FDLimit: 20000},
+		Settings: Settings{Command: "go run ./cmd/bench", Rounds: 2, Warmup: time.Second, Duration: 3 * time.Second, Depth: 1, Window: 4},
+		Started:  time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
+		Finished: time.Date(2026, 11, 25, 12, 30, 0, 0, time.UTC),
+	}
+	speed := map[string]float64{"duplex": 90, "gorilla": 80, "gws": 100, "tcp": 110}
+	for _, l := range []string{"duplex", "gorilla", "gws", "tcp"} {
+		res.Libs = append(res.Libs, Lib{Name: l, Built: true, Compression: l == "gorilla" || l == "gws"})
+		for round := 1; round <= 2; round++ {
+			v := speed[l] * (1 + 0.01*float64(round))
+			for _, p := range []int{64, 16 << 10} {
+				res.Records = append(res.Records, Record{Scenario: Echo, Lib: l, Round: round, Conns: 100, Payload: p,
+					MsgsPerSec: v * 1000, P50: 100, P99: 1000, P999: 2000, CPUPerMsg: 1000 / v, ServerBusy: 0.9, LoadBusy: 0.7})
+			}
+			for _, n := range []int{1000, 5000} {
+				res.Records = append(res.Records, Record{Scenario: Idle, Lib: l, Round: round, Conns: n, BytesPerConn: 40000 / v})
+			}
+			res.Records = append(res.Records, Record{Scenario: Broadcast, Lib: l, Round: round, Conns: 1000, Payload: 64,
+				DeliveriesPerSec: v * 3000, P50: 1000, P99: 5000, P999: 9000, CPUPerMsg: 2})
+			if l != "tcp" {
+				r := Record{Scenario: Deflate, Lib: l, Round: round, Conns: 100, Payload: 1024, MsgsPerSec: v * 300}
+				if l == "duplex" {
+					r = Record{Scenario: Deflate, Lib: l, Round: round, Conns: 100, Payload: 1024, NA: true}
+				}
+				res.Records = append(res.Records, r)
+			}
+		}
+	}
+	res.Records = append(res.Records, Record{Scenario: Echo, Lib: "gorilla", Round: 3, Conns: 100, Payload: 64, Err: "server exited"})
+	return res
+}
+
+func TestWrite(t *testing.T) {
+	dir := t.TempDir()
+	if err := Write(synthetic(), dir); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "REPORT.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"2 cores, Test CPU",
+		"| echo c=100 64 B | msgs/s | 91.3k | gws 101.5k | 0.90× | 0.82× |",
+		"| 64 B | 91.3k (90.9k–91.8k) | 81.2k (80.8k–81.6k) | 101.5k (101.0k–102.0k) | 111.7k (111.1k–112.2k) |",
+		"| 1 KiB | n/a |",
+		"server exited",
+		"![idle memory](idle.png)",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("REPORT.md lacks %q", want)
+		}
+	}
+	for _, f := range []string{"echo-c100.png", "cpu-c100.png", "idle.png", "broadcast.png", "deflate.png", "results.json"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if t.Failed() {
+		t.Log(string(md))
+	}
+}
+
+func TestSize(t *testing.T) {
+	for n, want := range map[int]string{64: "64 B", 1024: "1 KiB", 16 << 10: "16 KiB", 1000: "1000 B", 1 << 20: "1 MiB"} {
+		if got := Size(n); got != want {
+			t.Errorf("Size(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
