@@ -34,6 +34,7 @@ func accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, onClose
 		}
 	}
 	subprotocol := selectSubprotocol(r, opts.Subprotocols)
+	extensions, deflate := negotiateServerCompression(r, opts.Compression)
 
 	netConn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -43,7 +44,7 @@ func accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, onClose
 	// connection; the WebSocket sets its own.
 	netConn.SetDeadline(time.Time{})
 
-	resp := buildAcceptResponse(r.Header.Get("Sec-WebSocket-Key"), subprotocol, opts.ResponseHeader)
+	resp := buildAcceptResponse(r.Header.Get("Sec-WebSocket-Key"), subprotocol, extensions, opts.ResponseHeader)
 	timeout := opts.HandshakeTimeout
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
@@ -61,7 +62,9 @@ func accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, onClose
 		prefix, _ := brw.Reader.Peek(n)
 		t = &prefixedConn{Conn: netConn, prefix: append([]byte(nil), prefix...)}
 	}
-	return newConn(t, netConn, false, subprotocol, &opts.Options, onClose), nil
+	c := newConn(t, netConn, false, subprotocol, &opts.Options, onClose)
+	c.deflate = deflate
+	return c, nil
 }
 
 // checkUpgradeRequest checks the request against RFC 6455 §4.2.1.
@@ -129,13 +132,16 @@ func selectSubprotocol(r *http.Request, supported []string) string {
 	return ""
 }
 
-func buildAcceptResponse(key, subprotocol string, extra http.Header) []byte {
+func buildAcceptResponse(key, subprotocol, extensions string, extra http.Header) []byte {
 	var b strings.Builder
 	b.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ")
 	b.WriteString(acceptKey(strings.TrimSpace(key)))
 	b.WriteString("\r\n")
 	if subprotocol != "" {
 		b.WriteString("Sec-WebSocket-Protocol: " + subprotocol + "\r\n")
+	}
+	if extensions != "" {
+		b.WriteString("Sec-WebSocket-Extensions: " + extensions + "\r\n")
 	}
 	if len(extra) > 0 {
 		bw := bufio.NewWriter(&b)

@@ -38,7 +38,8 @@ type Conn struct {
 	rb      readBuffer
 	rs      readState
 	ctrl    [maxControlPayload]byte
-	readErr error // sticky: once reading failed it stays failed
+	readErr error     // sticky: once reading failed it stays failed
+	deflate *deflater // permessage-deflate, when negotiated
 	readCtx deadlineWatcher
 
 	// Writing. msgSem is held for the whole of a data message, so that a

@@ -78,12 +78,15 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	if len(opts.Subprotocols) > 0 {
 		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
 	}
+	if opts.Compression.enabled() {
+		req.Header.Set("Sec-WebSocket-Extensions", offerDeflate(opts.Compression))
+	}
 
 	resp, err := handshakeClient(opts.HTTPClient).Do(req)
 	if err != nil {
 		return nil, nil, &HandshakeError{Message: err.Error(), cause: err}
 	}
-	subprotocol, herr := checkAcceptResponse(resp, key, opts.Subprotocols)
+	subprotocol, deflate, herr := checkAcceptResponse(resp, key, opts.Subprotocols, opts.Compression)
 	if herr != nil {
 		keepBodyStart(resp)
 		herr.Response = resp
@@ -101,14 +104,16 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	} else {
 		t = &upgradedConn{ReadWriteCloser: rwc}
 	}
-	return newConn(t, netConn, true, subprotocol, &opts.Options, nil), resp, nil
+	c := newConn(t, netConn, true, subprotocol, &opts.Options, nil)
+	c.deflate = deflate
+	return c, resp, nil
 }
 
 // checkAcceptResponse checks the server's answer (RFC 6455 §4.1, steps 1-6
 // of the client's checks).
-func checkAcceptResponse(resp *http.Response, key string, offered []string) (string, *HandshakeError) {
-	fail := func(msg string) (string, *HandshakeError) {
-		return "", &HandshakeError{Status: resp.StatusCode, Message: msg}
+func checkAcceptResponse(resp *http.Response, key string, offered []string, co *CompressionOptions) (string, *deflater, *HandshakeError) {
+	fail := func(msg string) (string, *deflater, *HandshakeError) {
+		return "", nil, &HandshakeError{Status: resp.StatusCode, Message: msg}
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		return fail("the server answered " + resp.Status + " instead of 101 Switching Protocols")
@@ -122,19 +127,20 @@ func checkAcceptResponse(resp *http.Response, key string, offered []string) (str
 	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != acceptKey(key) {
 		return fail("the response's Sec-WebSocket-Accept " + quote(got) + " does not match the key sent")
 	}
-	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
-		return fail("the server chose extensions that were not offered: " + quote(ext))
+	deflate, why := negotiateClientCompression(resp.Header, co)
+	if why != "" {
+		return fail(why)
 	}
 	protos := headerTokens(resp.Header, "Sec-WebSocket-Protocol")
 	switch {
 	case len(protos) == 0:
-		return "", nil
+		return "", deflate, nil
 	case len(protos) > 1:
 		return fail("the server chose more than one subprotocol")
 	}
 	for _, p := range offered {
 		if p == protos[0] {
-			return p, nil
+			return p, deflate, nil
 		}
 	}
 	return fail("the server chose subprotocol " + quote(protos[0]) + ", which was not offered")

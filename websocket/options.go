@@ -37,7 +37,60 @@ type Options struct {
 	// reading goroutine, as every connection should have anyway.
 	PingInterval time.Duration
 	PongTimeout  time.Duration
+
+	// Compression configures permessage-deflate (RFC 7692). nil gives the
+	// defaults: offered by Dial, accepted by Accept.
+	Compression *CompressionOptions
 }
+
+// CompressionOptions configure permessage-deflate. The zero value gives the
+// defaults.
+//
+// Memory: with context takeover a connection keeps, once it has sent or
+// received a compressed message, the last 2^MaxWindowBits bytes of each
+// direction (16 KiB in all by default); compressors and decompressors are
+// pooled and held only while a message is compressed or read. With
+// NoContextTakeover a connection keeps nothing between messages, and
+// small messages compress less well.
+type CompressionOptions struct {
+	// Disabled turns compression off: Dial does not offer it and Accept
+	// declines it.
+	Disabled bool
+
+	// Level is the flate compression level, 1 (fastest, the default) to 9.
+	Level int
+
+	// Threshold is the smallest message, in bytes, that is compressed;
+	// smaller ones are sent as they are. 0 means 64; -1 compresses all.
+	Threshold int
+
+	// Binary compresses binary messages too; by default only text messages
+	// are compressed (binary data is often compressed already).
+	Binary bool
+
+	// NoContextTakeover compresses every message on its own, in both
+	// directions, so that no connection keeps history between messages.
+	NoContextTakeover bool
+
+	// MaxWindowBits bounds the LZ77 window in both directions, 8 to 15.
+	// 0 means 13 (8 KiB). When the peer cannot shrink its window to this,
+	// it is asked not to keep context instead.
+	MaxWindowBits int
+}
+
+const (
+	defaultCompressionThreshold = 64
+	defaultMaxWindowBits        = 13
+)
+
+func (co *CompressionOptions) maxWindowBits() int {
+	if co == nil || co.MaxWindowBits == 0 {
+		return defaultMaxWindowBits
+	}
+	return min(max(co.MaxWindowBits, 8), 15)
+}
+
+func (co *CompressionOptions) enabled() bool { return co == nil || !co.Disabled }
 
 // AcceptOptions configure Accept and Open. A nil *AcceptOptions gives the
 // defaults.

@@ -20,11 +20,13 @@ type readState struct {
 	fin       bool
 
 	// The data message being read.
-	inMessage bool
-	typ       MessageType
-	size      int64 // payload bytes of the message so far, against the read limit
-	utf8      utf8Validator
-	gen       uint64 // counts messages, so a stale Reader can tell
+	inMessage  bool
+	typ        MessageType
+	size       int64 // payload bytes of the message so far, against the read limit
+	compressed bool  // permessage-deflate: the payload is inflated as it is read
+	inflated   int64 // bytes inflated so far, against the read limit
+	utf8       utf8Validator
+	gen        uint64 // counts messages, so a stale Reader can tell
 }
 
 // Read reads the next whole message. Control frames that arrive before it
@@ -116,7 +118,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	c.readCtx.watch(r.ctx)
-	n, err := c.readSome(p)
+	n, err := c.readData(p)
 	if err = c.endRead(r.ctx, err); err != nil {
 		return n, err
 	}
@@ -127,8 +129,12 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// readSome reads at most len(p) bytes of the current message.
-func (c *Conn) readSome(p []byte) (int, error) {
+// readData reads at most len(p) bytes of the current message's data,
+// inflating a compressed message, and ends the message after its last byte.
+func (c *Conn) readData(p []byte) (int, error) {
+	if c.rs.compressed {
+		return c.readInflated(p)
+	}
 	if err := c.advance(); err != nil || !c.rs.inMessage {
 		return 0, err
 	}
@@ -183,19 +189,19 @@ func (c *Conn) readMessage() (Message, error) {
 	}
 	var data []byte
 	for c.rs.inMessage {
-		if c.rs.remaining > 0 {
-			if len(data) == cap(data) {
-				// The first frame of an unfragmented message sizes the
-				// buffer exactly; the read limit bounds the growth.
-				data = slices.Grow(data, int(c.rs.remaining))
+		if len(data) == cap(data) {
+			// The first frame of an unfragmented message sizes the buffer
+			// exactly; a compressed one is guessed at and grown. The read
+			// limit bounds the growth.
+			n := int(c.rs.remaining)
+			if c.rs.compressed {
+				n = max(2*n, len(data), 512)
 			}
-			n, err := c.readPayload(data[len(data):cap(data)])
-			data = data[:len(data)+n]
-			if err != nil {
-				return Message{}, err
-			}
+			data = slices.Grow(data, max(n, 1))
 		}
-		if err := c.advance(); err != nil {
+		n, err := c.readData(data[len(data):cap(data)])
+		data = data[:len(data)+n]
+		if err != nil {
 			return Message{}, err
 		}
 	}
@@ -212,12 +218,7 @@ func (c *Conn) skipMessage() error {
 	}
 	scratch := make([]byte, smallReadSize)
 	for c.rs.inMessage {
-		if c.rs.remaining > 0 {
-			if _, err := c.readPayload(scratch[:]); err != nil {
-				return err
-			}
-		}
-		if err := c.advance(); err != nil {
+		if _, err := c.readData(scratch); err != nil {
 			return err
 		}
 	}
@@ -241,6 +242,63 @@ func (c *Conn) advance() error {
 		}
 	}
 	return nil
+}
+
+// readInflated reads the inflated data of a compressed message. The read
+// limit applies to what comes out, so a small message that inflates to
+// gigabytes fails with 1009 after at most the limit's worth of work.
+func (c *Conn) readInflated(p []byte) (int, error) {
+	d := c.deflate
+	limit := c.readLimit.Load()
+	if limit >= 0 && int64(len(p)) > limit-c.rs.inflated {
+		p = p[:limit-c.rs.inflated+1]
+	}
+	n, err := d.fr.Read(p)
+	if n > 0 {
+		c.rs.inflated += int64(n)
+		if limit >= 0 && c.rs.inflated > limit {
+			return n, &protocolError{code: StatusMessageTooBig, reason: "message inflates beyond the read limit of " + strconv.FormatInt(limit, 10) + " bytes"}
+		}
+		if c.rs.typ == MessageText && !c.rs.utf8.write(p[:n]) {
+			return n, &protocolError{code: StatusInvalidFramePayloadData, reason: "text message is not valid UTF-8"}
+		}
+		if !d.params.recvNoTakeover {
+			d.recvHist = appendHistory(d.recvHist, p[:n], 1<<d.params.recvWindowBits)
+		}
+	}
+	switch {
+	case err == io.EOF:
+		// A sender may end the stream with a final block before the end of
+		// the frames; what follows it carries nothing.
+		if err := c.discardRaw(); err != nil {
+			return n, err
+		}
+		d.finishInflate()
+		c.rs.inMessage = false
+		if c.rs.typ == MessageText && !c.rs.utf8.complete() {
+			return n, &protocolError{code: StatusInvalidFramePayloadData, reason: "text message ends inside a UTF-8 sequence"}
+		}
+		return n, nil
+	case err != nil && d.raw.err != nil:
+		return n, d.raw.err
+	case err != nil:
+		return n, &protocolError{code: StatusInvalidFramePayloadData, reason: "invalid compressed data: " + err.Error()}
+	}
+	return n, nil
+}
+
+// discardRaw skips the rest of a compressed message's frames.
+func (c *Conn) discardRaw() error {
+	d := c.deflate
+	for {
+		ok, err := d.raw.next()
+		if err != nil || !ok {
+			return err
+		}
+		n := min(int64(c.rb.buffered()), c.rs.remaining)
+		c.rb.consume(int(n))
+		c.rs.remaining -= n
+	}
 }
 
 // readPayload reads up to len(p) bytes of the current frame's payload,
@@ -310,7 +368,14 @@ func (c *Conn) nextFrame() error {
 		if !c.client && !h.masked {
 			return protoErr("client frame is not masked")
 		}
-		if h.rsv != 0 {
+		compressed := false
+		switch {
+		case h.rsv == 0:
+		case h.rsv == bitRSV1 && c.deflate != nil && (h.opcode == opText || h.opcode == opBinary):
+			compressed = true // the first frame of a compressed message (RFC 7692 §6)
+		case h.rsv == bitRSV1 && c.deflate != nil:
+			return protoErr("RSV1 set on a continuation or control frame")
+		default:
 			return protoErr("reserved bits set with no extension negotiated")
 		}
 		if h.opcode.isControl() {
@@ -337,6 +402,8 @@ func (c *Conn) nextFrame() error {
 			c.rs.inMessage = true
 			c.rs.typ = MessageType(h.opcode)
 			c.rs.size = 0
+			c.rs.inflated = 0
+			c.rs.compressed = compressed
 			c.rs.utf8.reset()
 			c.rs.gen++
 		case opContinuation:
@@ -354,6 +421,9 @@ func (c *Conn) nextFrame() error {
 		c.rs.key = h.key
 		c.rs.masked = h.masked
 		c.rs.fin = h.fin
+		if compressed {
+			c.deflate.startInflate(c)
+		}
 		return nil
 	}
 }

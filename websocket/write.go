@@ -1,13 +1,17 @@
 package websocket
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"time"
+
+	"github.com/klauspost/compress/flate"
 )
 
 const (
@@ -54,8 +58,13 @@ func (c *Conn) send(ctx context.Context, op opcode, p []byte, flush bool) error 
 	if err := c.lockMessage(ctx); err != nil {
 		return err
 	}
+	var rsv byte
+	if c.deflate.wants(op, len(p)) {
+		// Compress outside wmu, so pongs and closes need not wait for it.
+		p, rsv = c.deflate.compress(p), bitRSV1
+	}
 	c.wmu.Lock()
-	err := c.writeFrameLocked(ctx, true, op, p, flush)
+	err := c.writeFrameLocked(ctx, true, op, rsv, p, flush)
 	c.wmu.Unlock()
 	<-c.msgSem
 	return err
@@ -90,7 +99,7 @@ func (c *Conn) lockMessage(ctx context.Context) error {
 
 // writeFrameLocked queues one frame and writes it out when flush is set or
 // the queue is large. The caller holds wmu.
-func (c *Conn) writeFrameLocked(ctx context.Context, fin bool, op opcode, p []byte, flush bool) error {
+func (c *Conn) writeFrameLocked(ctx context.Context, fin bool, op opcode, rsv byte, p []byte, flush bool) error {
 	if c.werr != nil {
 		return c.werr
 	}
@@ -100,7 +109,7 @@ func (c *Conn) writeFrameLocked(ctx context.Context, fin bool, op opcode, p []by
 	if c.wbuf == nil {
 		c.wbuf = getWriteBuffer()
 	}
-	h := frameHeader{fin: fin, opcode: op, length: int64(len(p))}
+	h := frameHeader{fin: fin, rsv: rsv, opcode: op, length: int64(len(p))}
 	if c.client {
 		// RFC 6455 §5.3: a fresh, unpredictable key per frame. math/rand/v2's
 		// generator is seeded from the system's random source.
@@ -201,7 +210,7 @@ func (c *Conn) writeControl(op opcode, payload []byte) error {
 	if c.closeSent {
 		return nil // RFC 6455 §5.5.1: nothing follows a close frame
 	}
-	return c.writeFrameLocked(nil, true, op, payload, true)
+	return c.writeFrameLocked(nil, true, op, 0, payload, true)
 }
 
 // writeClose sends a close frame once; later calls do nothing. Queued
@@ -218,7 +227,7 @@ func (c *Conn) writeClose(code StatusCode, reason string) error {
 		payload = append(payload, byte(code>>8), byte(code))
 		payload = append(payload, reason...)
 	}
-	err := c.writeFrameLocked(nil, true, opClose, payload, true)
+	err := c.writeFrameLocked(nil, true, opClose, 0, payload, true)
 	c.closeSent = true
 	return err
 }
@@ -233,14 +242,21 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	if err := c.lockMessage(ctx); err != nil {
 		return nil, err
 	}
-	return &messageWriter{c: c, ctx: ctx, op: opcode(typ)}, nil
+	w := &messageWriter{c: c, ctx: ctx, op: opcode(typ)}
+	if c.deflate.wants(w.op, math.MaxInt) {
+		c.deflate.out.b = c.deflate.out.b[:0]
+		w.fw, w.rsv = c.deflate.startMessage(), bitRSV1
+	}
+	return w, nil
 }
 
 type messageWriter struct {
 	c      *Conn
 	ctx    context.Context
 	op     opcode // of the next frame: the message type, then continuation
+	rsv    byte   // of the next frame: RSV1 on the first of a compressed message
 	buf    *[]byte
+	fw     *flate.Writer // compressing into c.deflate.out, when compressing
 	closed bool
 }
 
@@ -249,6 +265,9 @@ var errWriterClosed = errors.New("websocket: write to a closed message writer")
 func (w *messageWriter) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, errWriterClosed
+	}
+	if w.fw != nil {
+		return w.writeCompressed(p)
 	}
 	n := len(p)
 	for len(p) > 0 {
@@ -276,11 +295,29 @@ func (w *messageWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// writeCompressed feeds the compressor and sends what it produced in
+// fragments, keeping back the last four bytes, which may be the tail that
+// the final frame must not carry.
+func (w *messageWriter) writeCompressed(p []byte) (int, error) {
+	d := w.c.deflate
+	if _, err := w.fw.Write(p); err != nil {
+		return 0, err
+	}
+	d.remember(p)
+	if out := d.out.b; len(out) >= fragmentSize+len(deflateTail) {
+		if err := w.frame(false, out[:len(out)-len(deflateTail)]); err != nil {
+			return 0, err
+		}
+		d.out.b = append(out[:0], out[len(out)-len(deflateTail):]...)
+	}
+	return len(p), nil
+}
+
 func (w *messageWriter) frame(fin bool, p []byte) error {
 	w.c.wmu.Lock()
-	err := w.c.writeFrameLocked(w.ctx, fin, w.op, p, true)
+	err := w.c.writeFrameLocked(w.ctx, fin, w.op, w.rsv, p, true)
 	w.c.wmu.Unlock()
-	w.op = opContinuation
+	w.op, w.rsv = opContinuation, 0
 	return err
 }
 
@@ -293,6 +330,13 @@ func (w *messageWriter) Close() error {
 	var p []byte
 	if w.buf != nil {
 		p = *w.buf
+	}
+	if w.fw != nil {
+		d := w.c.deflate
+		w.fw.Flush()
+		d.endMessage(w.fw)
+		w.fw = nil
+		p = bytes.TrimSuffix(d.out.b, deflateTail)
 	}
 	err := w.frame(true, p)
 	if w.buf != nil {

@@ -1,0 +1,264 @@
+package websocket
+
+import (
+	"bytes"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/flate"
+)
+
+// deflateTail ends every compressed message on the wire; senders strip it
+// and receivers put it back (RFC 7692 §7.2.1, §7.2.2).
+var deflateTail = []byte{0x00, 0x00, 0xff, 0xff}
+
+// inflateTail is what a receiver appends: the stripped tail, then an empty
+// final block, so that the decompressor ends the message with io.EOF.
+var inflateTail = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
+
+// deflater is a connection's permessage-deflate state. Its sending half is
+// guarded by the connection's msgSem, its receiving half by readSem.
+type deflater struct {
+	params    deflateParams
+	level     int
+	threshold int
+	binary    bool
+
+	sendHist []byte // with context takeover: the end of what was compressed
+	out      sliceWriter
+
+	recvHist []byte // with context takeover: the end of what was inflated
+	fr       io.ReadCloser
+	raw      rawPayload
+}
+
+func newDeflater(p deflateParams, co *CompressionOptions) *deflater {
+	d := &deflater{params: p, level: 1, threshold: defaultCompressionThreshold}
+	if co != nil {
+		if co.Level >= 1 && co.Level <= 9 {
+			d.level = co.Level
+		}
+		if co.Threshold != 0 {
+			d.threshold = max(co.Threshold, 0)
+		}
+		d.binary = co.Binary
+	}
+	return d
+}
+
+// wants reports whether a message of this type and size is compressed.
+func (d *deflater) wants(op opcode, size int) bool {
+	if d == nil || size < d.threshold {
+		return false
+	}
+	return op == opText || d.binary
+}
+
+// sliceWriter appends what is written to a slice.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// Compressors are pooled by level and window, so that connections without
+// context takeover hold none between messages.
+var flateWriterPools [10][16]sync.Pool
+
+func getFlateWriter(level, windowBits int, w io.Writer, dict []byte) *flate.Writer {
+	if windowBits < 15 {
+		level = 0 // a custom window has its own encoder, whatever the level
+	}
+	if fw, ok := flateWriterPools[level][windowBits].Get().(*flate.Writer); ok {
+		fw.ResetDict(w, dict)
+		return fw
+	}
+	var fw *flate.Writer
+	if windowBits < 15 {
+		fw, _ = flate.NewWriterWindow(w, 1<<windowBits)
+		if len(dict) > 0 {
+			fw.ResetDict(w, dict)
+		}
+	} else {
+		fw, _ = flate.NewWriterDict(w, level, dict)
+	}
+	return fw
+}
+
+func putFlateWriter(level, windowBits int, fw *flate.Writer) {
+	if windowBits < 15 {
+		level = 0
+	}
+	fw.Reset(io.Discard)
+	flateWriterPools[level][windowBits].Put(fw)
+}
+
+// startMessage returns a compressor for one outgoing message, writing into
+// d.out, primed with the history when context is kept.
+func (d *deflater) startMessage() *flate.Writer {
+	var dict []byte
+	if !d.params.sendNoTakeover {
+		dict = d.sendHist
+	}
+	return getFlateWriter(d.level, d.params.sendWindowBits, &d.out, dict)
+}
+
+func (d *deflater) endMessage(fw *flate.Writer) {
+	putFlateWriter(d.level, d.params.sendWindowBits, fw)
+}
+
+// remember adds sent plaintext to the history when context is kept.
+func (d *deflater) remember(p []byte) {
+	if !d.params.sendNoTakeover {
+		d.sendHist = appendHistory(d.sendHist, p, 1<<d.params.sendWindowBits)
+	}
+}
+
+// compress returns p compressed as one message payload, in a buffer that
+// stays valid until the next compression.
+func (d *deflater) compress(p []byte) []byte {
+	d.out.b = d.out.b[:0]
+	fw := d.startMessage()
+	fw.Write(p)
+	fw.Flush()
+	d.endMessage(fw)
+	d.remember(p)
+	out := bytes.TrimSuffix(d.out.b, deflateTail)
+	if cap(d.out.b) > maxPooledWriteBuffer {
+		d.out.b = nil // do not keep a burst's buffer for the connection's life
+		return out
+	}
+	return out
+}
+
+// appendHistory appends p to the sliding window hist, keeping its last size
+// bytes. The slice never holds more than twice size.
+func appendHistory(hist, p []byte, size int) []byte {
+	if len(p) >= size {
+		if cap(hist) < size {
+			hist = make([]byte, 0, size)
+		}
+		return append(hist[:0], p[len(p)-size:]...)
+	}
+	if len(hist)+len(p) > size {
+		drop := len(hist) + len(p) - size
+		hist = hist[:copy(hist, hist[drop:])]
+	}
+	if cap(hist) == 0 {
+		hist = make([]byte, 0, size)
+	}
+	return append(hist, p...)
+}
+
+// Decompressors are pooled; one is held only while a message is read.
+var flateReaderPool sync.Pool
+
+// eofReader parks a pooled decompressor without a reference to a connection.
+var eofReader = bytes.NewReader(nil)
+
+// startInflate prepares to read the compressed message that just began.
+func (d *deflater) startInflate(c *Conn) {
+	d.raw = rawPayload{c: c}
+	var dict []byte
+	if !d.params.recvNoTakeover {
+		dict = d.recvHist
+	}
+	if fr, ok := flateReaderPool.Get().(io.ReadCloser); ok {
+		fr.(flate.Resetter).Reset(&d.raw, dict)
+		d.fr = fr
+		return
+	}
+	d.fr = flate.NewReaderDict(&d.raw, dict)
+}
+
+// finishInflate returns the decompressor once the message was read whole.
+func (d *deflater) finishInflate() {
+	if d.fr != nil {
+		d.fr.(flate.Resetter).Reset(eofReader, nil)
+		flateReaderPool.Put(d.fr)
+		d.fr = nil
+	}
+}
+
+// rawPayload reads the compressed payload of the current message across
+// its frames, unmasked, followed by inflateTail. It is an io.ByteReader so
+// that the decompressor reads it directly, without a buffer of its own.
+type rawPayload struct {
+	c    *Conn
+	tail int   // bytes of inflateTail served
+	err  error // the connection's error, kept apart from the decompressor's
+}
+
+// next makes payload bytes available; it reports false at the end of the
+// message's frames.
+func (r *rawPayload) next() (bool, error) {
+	c := r.c
+	for c.rs.remaining == 0 {
+		if c.rs.fin {
+			return false, nil
+		}
+		if err := c.nextFrame(); err != nil {
+			r.err = err
+			return false, err
+		}
+	}
+	if c.rb.buffered() == 0 {
+		if err := c.rb.fill(); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			r.err = err
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+func (r *rawPayload) ReadByte() (byte, error) {
+	ok, err := r.next()
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		if r.tail == len(inflateTail) {
+			return 0, io.EOF
+		}
+		r.tail++
+		return inflateTail[r.tail-1], nil
+	}
+	c := r.c
+	b := c.rb.buf[c.rb.r]
+	c.rb.consume(1)
+	if c.rs.masked {
+		b ^= byte(c.rs.key)
+		c.rs.key = c.rs.key>>8 | c.rs.key<<24
+	}
+	c.rs.remaining--
+	c.rs.size++
+	return b, nil
+}
+
+func (r *rawPayload) Read(p []byte) (int, error) {
+	ok, err := r.next()
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		if r.tail == len(inflateTail) {
+			return 0, io.EOF
+		}
+		n := copy(p, inflateTail[r.tail:])
+		r.tail += n
+		return n, nil
+	}
+	c := r.c
+	n := copy(p[:min(int64(len(p)), c.rs.remaining)], c.rb.bytes())
+	c.rb.consume(n)
+	if c.rs.masked {
+		c.rs.key = maskBytes(c.rs.key, p[:n])
+	}
+	c.rs.remaining -= int64(n)
+	c.rs.size += int64(n)
+	return n, nil
+}
