@@ -388,3 +388,5 @@ func TestDeflateBomb(t *testing.T) {
 		t.Fatalf("allocated %d MiB while refusing the bomb", grew>>20)
 	}
 }
+
+func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(5, 6)) }
