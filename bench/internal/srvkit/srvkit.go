@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 )
@@ -31,6 +32,7 @@ type Config struct {
 	Mode      string // ModeEcho or ModeBroadcast
 	Compress  bool   // negotiate permessage-deflate when the client offers it
 	ReadLimit int64  // largest message accepted
+	Variant   string // a server-specific alternative way of serving, for experiments
 }
 
 // Server is a started server: its bound address and how to stop it.
@@ -56,7 +58,9 @@ func Main(start StartFunc, feat Features) {
 	flag.StringVar(&cfg.Mode, "mode", ModeEcho, "echo or broadcast")
 	flag.BoolVar(&cfg.Compress, "compress", false, "negotiate permessage-deflate")
 	flag.Int64Var(&cfg.ReadLimit, "read-limit", 1<<20, "largest message accepted, in bytes")
+	flag.StringVar(&cfg.Variant, "variant", "", "server-specific variant, for experiments (duplex: accept)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	memprofile := flag.String("memprofile", "", "write a heap profile to this file when stopped")
 	features := flag.Bool("features", false, "print the supported features and exit")
 	flag.Parse()
 
@@ -106,6 +110,9 @@ func Main(start StartFunc, feat Features) {
 		done <- struct{}{}
 	}()
 	<-done
+	if *memprofile != "" {
+		writeHeapProfile(*memprofile)
+	}
 	srv.Stop()
 }
 
@@ -119,4 +126,21 @@ func RaiseFileLimit() {
 		lim.Cur = lim.Max
 		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
+}
+
+func writeHeapProfile(file string) {
+	f, err := os.Create(file)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(os.Stderr, "goroutines %d, heap in use %d KiB, stacks in use %d KiB, sys %d KiB\n",
+		runtime.NumGoroutine(), ms.HeapInuse>>10, ms.StackInuse>>10, ms.Sys>>10)
 }
