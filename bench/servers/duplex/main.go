@@ -4,26 +4,34 @@
 // connection a buffered channel drained by a writer goroutine that sends all
 // it finds queued and then Flushes once ("many sends, one syscall").
 //
-// Compression: the websocket package has no permessage-deflate option yet, so
-// the server reports it unsupported and the harness prints "n/a".
+// Compression: Duplex accepts permessage-deflate by default; here it is off
+// unless the harness asks (-compress), like the peers. With -compress the
+// replies are compressed whatever their type (Binary: true), as the peers do:
+// the load generator sends binary messages.
 package main
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
 
 	"github.com/duplexws/duplex/bench/internal/srvkit"
 	"github.com/duplexws/duplex/websocket"
 )
 
-var features = srvkit.Features{Compression: false}
+var features = srvkit.Features{Compression: true}
 
 func main() { srvkit.Main(start, features) }
 
 type subscriber struct{ msgs chan websocket.Message }
 
 func start(cfg srvkit.Config) (*srvkit.Server, error) {
-	opts := &websocket.AcceptOptions{Options: websocket.Options{ReadLimit: cfg.ReadLimit}}
+	compression := &websocket.CompressionOptions{Disabled: true}
+	if cfg.Compress {
+		compression = &websocket.CompressionOptions{Binary: true}
+	}
+	opts := &websocket.AcceptOptions{Options: websocket.Options{ReadLimit: cfg.ReadLimit, Compression: compression}}
 	room := srvkit.NewRoom[*subscriber]()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
@@ -33,22 +41,39 @@ func start(cfg srvkit.Config) (*srvkit.Server, error) {
 			})
 			return
 		}
-		_ = websocket.Open(w, r, opts, func(ctx context.Context, c *websocket.Conn) error {
-			for {
-				msg, err := c.Read(ctx)
-				if err != nil {
-					return err
-				}
-				if err := send(c, msg); err != nil {
-					return err
-				}
-				if err := c.Flush(); err != nil {
-					return err
-				}
+		if cfg.Variant == "accept" { // Accept, then serve from a new goroutine: net/http's goroutine ends
+			c, err := websocket.Accept(w, r, opts)
+			if err != nil {
+				return
 			}
-		})
+			go func() {
+				err := echo(context.Background(), c)
+				if errors.Is(err, io.EOF) {
+					_ = c.Close(websocket.StatusNormalClosure, "")
+					return
+				}
+				_ = c.CloseNow()
+			}()
+			return
+		}
+		_ = websocket.Open(w, r, opts, echo)
 	})
 	return srvkit.ServeHTTP(cfg, mux)
+}
+
+func echo(ctx context.Context, c *websocket.Conn) error {
+	for {
+		msg, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if err := send(c, msg); err != nil {
+			return err
+		}
+		if err := c.Flush(); err != nil {
+			return err
+		}
+	}
 }
 
 func send(c *websocket.Conn, msg websocket.Message) error {
