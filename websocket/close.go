@@ -26,7 +26,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		c.CloseNow()
 		return fmt.Errorf("websocket: close code %d may not be sent", int(code))
 	}
-	if err := c.writeClose(code, truncateReason(reason)); err != nil {
+	if err := c.writeClose(code, reason); err != nil {
 		c.CloseNow()
 		if c.peerClosed() {
 			return nil

@@ -225,7 +225,7 @@ func (c *Conn) writeClose(code StatusCode, reason string) error {
 	payload := buf[:0]
 	if code != StatusNoStatusRcvd {
 		payload = append(payload, byte(code>>8), byte(code))
-		payload = append(payload, reason...)
+		payload = append(payload, truncateReason(reason)...)
 	}
 	err := c.writeFrameLocked(nil, true, opClose, 0, payload, true)
 	c.closeSent = true
