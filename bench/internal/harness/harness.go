@@ -425,6 +425,7 @@ func (r *runner) echo(scenario, lib string, round, conns, payload int) []report.
 	rec.P50, rec.P99, rec.P999 = res.P50, res.P99, res.P999
 	rec.CPUPerMsg = m.serverCPU / float64(res.Msgs) * 1e6
 	rec.ServerBusy, rec.LoadBusy = m.serverCPU/m.wall, m.loadCPU/m.wall
+	rec.ReadsPerMsg, rec.WritesPerMsg = m.reads/float64(res.Msgs), m.writes/float64(res.Msgs)
 	rec.Negotiated = res.Negotiated
 	rec.Lost = int64(res.Errors + res.Failed)
 	switch {
@@ -436,7 +437,7 @@ func (r *runner) echo(scenario, lib string, round, conns, payload int) []report.
 	return []report.Record{rec}
 }
 
-type window struct{ serverCPU, loadCPU, wall float64 }
+type window struct{ serverCPU, loadCPU, wall, reads, writes float64 }
 
 // measure runs the load generator and reads the server's and the
 // generator's CPU time at the start and end of the measured window.
@@ -445,7 +446,7 @@ func (r *runner) measure(srv *server, cfg loadgen.Config) (window, loadgen.Resul
 	if err != nil {
 		return window{}, loadgen.Result{}, err
 	}
-	var s0, s1 float64
+	var s0, s1, r0, r1, w0, w1 float64
 	var t0, t1 time.Time
 	timeout := time.After(cfg.Warmup + cfg.Duration + 3*time.Minute)
 loop:
@@ -458,9 +459,11 @@ loop:
 			switch ev.Kind {
 			case "measure-start":
 				s0, _ = cpuSeconds(srv.pid)
+				r0, w0 = ioCalls(srv.pid)
 				t0 = time.Now()
 			case "measure-end":
 				s1, _ = cpuSeconds(srv.pid)
+				r1, w1 = ioCalls(srv.pid)
 				t1 = time.Now()
 				break loop
 			}
@@ -475,7 +478,7 @@ loop:
 	if t1.IsZero() {
 		return window{}, res, fmt.Errorf("the run did not finish: %+v", res)
 	}
-	return window{serverCPU: s1 - s0, loadCPU: res.CPU, wall: t1.Sub(t0).Seconds()}, res, nil
+	return window{serverCPU: s1 - s0, loadCPU: res.CPU, wall: t1.Sub(t0).Seconds(), reads: r1 - r0, writes: w1 - w0}, res, nil
 }
 
 func (r *runner) settleMin() time.Duration {
@@ -595,6 +598,7 @@ func (r *runner) broadcast(lib string, round int) []report.Record {
 	rec.P50, rec.P99, rec.P999 = res.P50, res.P99, res.P999
 	rec.CPUPerMsg = m.serverCPU / float64(res.Deliveries) * 1e6
 	rec.ServerBusy, rec.LoadBusy = m.serverCPU/m.wall, m.loadCPU/m.wall
+	rec.ReadsPerMsg, rec.WritesPerMsg = m.reads/float64(res.Deliveries), m.writes/float64(res.Deliveries)
 	rec.Lost = res.Lost
 	if res.Failed > 0 || res.Errors > 0 {
 		rec.Err = fmt.Sprintf("%d connections failed, %d lost", res.Failed, res.Errors)

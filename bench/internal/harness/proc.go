@@ -42,6 +42,27 @@ func cpuSeconds(pid int) (float64, error) {
 	return (ut + st) / clockTicks, nil
 }
 
+// ioCalls reads the read-type and write-type system calls a process made
+// (syscr, syscw of /proc/<pid>/io: read, readv, write, writev on any file,
+// sockets included; not epoll_wait, not sendmsg/recvmsg).
+func ioCalls(pid int) (reads, writes float64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, _ := strings.Cut(line, ":")
+		n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes
+}
+
 // rssBytes reads the resident set size of a process (VmRSS).
 func rssBytes(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

@@ -139,6 +139,8 @@ var (
 	perConn    = func(r Record) float64 { return r.BytesPerConn }
 	deliveries = func(r Record) float64 { return r.DeliveriesPerSec }
 	loadBusy   = func(r Record) float64 { return r.LoadBusy }
+	reads      = func(r Record) float64 { return r.ReadsPerMsg }
+	writes     = func(r Record) float64 { return r.WritesPerMsg }
 	serverBusy = func(r Record) float64 { return r.ServerBusy }
 )
 
@@ -311,6 +313,26 @@ func (a *agg) latencyTable(scenario string, conns int) *table {
 	return t
 }
 
+func (a *agg) syscallTable(scenario string, conns int) *table {
+	t := &table{head: a.libHead("payload")}
+	for _, c := range a.cells(scenario) {
+		if c[0] != conns {
+			continue
+		}
+		row := []string{Size(c[1])}
+		for _, l := range a.libs {
+			sr := a.stat(scenario, c[0], c[1], l, reads)
+			if !sr.ok() {
+				row = append(row, cell(sr, num, false))
+				continue
+			}
+			row = append(row, fmt.Sprintf("%.2f / %.2f", sr.med, a.stat(scenario, c[0], c[1], l, writes).med))
+		}
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
 func (a *agg) conns(scenario string) []int {
 	var out []int
 	for _, c := range a.cells(scenario) {
@@ -397,6 +419,7 @@ func (a *agg) markdown(plots map[string]string) string {
 			w("Server CPU time per message (µs):\n\n%s\n", a.valueTable(Echo, c, cpuPerMsg, func(v float64) string { return fmt.Sprintf("%.2f", v) }))
 			w("Ratios of CPU per message:\n\n%s\n", a.ratioTable(Echo, c, cpuPerMsg, false))
 			w("Round-trip latency p50 / p99 / p99.9:\n\n%s\n", a.latencyTable(Echo, c))
+			w("Server system calls per message, reads / writes (from /proc/<pid>/io; epoll_wait not counted):\n\n%s\n", a.syscallTable(Echo, c))
 			for _, k := range []string{fmt.Sprintf("echo-c%d", c), fmt.Sprintf("cpu-c%d", c)} {
 				if p, ok := plots[k]; ok {
 					w("![%s](%s)\n\n", k, p)
@@ -456,13 +479,13 @@ func (a *agg) markdown(plots map[string]string) string {
 		w("## 3. Broadcast fan-out to one room\n\n")
 		for _, c := range cs {
 			w("%d subscribers (plus the publisher, who also receives), %s messages. Libraries with a broadcast helper use it (gws Broadcaster, gorilla PreparedMessage, gobwas a compiled frame); the others write per subscriber (nbio directly, as its writes never block; duplex and coder through a channel per subscriber).\n\n", c[0], Size(c[1]))
-			t := &table{head: []string{"library", "deliveries/s", "ratio · floor", "lag p50", "lag p99", "lag p99.9", "server CPU µs/delivery", "lost"}}
+			t := &table{head: []string{"library", "deliveries/s", "ratio · floor", "lag p50", "lag p99", "lag p99.9", "server CPU µs/delivery", "write syscalls/delivery", "lost"}}
 			_, best := a.best(Broadcast, c[0], c[1], deliveries, true, "")
 			floor := a.stat(Broadcast, c[0], c[1], Floor, deliveries)
 			for _, l := range a.libs {
 				st := a.stat(Broadcast, c[0], c[1], l, deliveries)
 				if !st.ok() {
-					t.rows = append(t.rows, []string{l, cell(st, num, false), "", "", "", "", "", ""})
+					t.rows = append(t.rows, []string{l, cell(st, num, false), "", "", "", "", "", "", ""})
 					continue
 				}
 				fl := math.NaN()
@@ -480,7 +503,8 @@ func (a *agg) markdown(plots map[string]string) string {
 				t.rows = append(t.rows, []string{l, cell(st, num, true), rr,
 					us(a.stat(Broadcast, c[0], c[1], l, p50).med), us(a.stat(Broadcast, c[0], c[1], l, p99).med),
 					us(a.stat(Broadcast, c[0], c[1], l, p999).med),
-					fmt.Sprintf("%.2f", a.stat(Broadcast, c[0], c[1], l, cpuPerMsg).med), fmt.Sprint(lost)})
+					fmt.Sprintf("%.2f", a.stat(Broadcast, c[0], c[1], l, cpuPerMsg).med),
+					fmt.Sprintf("%.2f", a.stat(Broadcast, c[0], c[1], l, writes).med), fmt.Sprint(lost)})
 			}
 			w("%s\n", t)
 		}

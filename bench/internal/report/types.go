@@ -65,6 +65,9 @@ type Record struct {
 	CPUPerMsg  float64 `json:"cpu_us_per_msg,omitempty"` // server CPU time per message (per delivery in broadcast)
 	ServerBusy float64 `json:"server_busy,omitempty"`    // server CPU seconds per second
 	LoadBusy   float64 `json:"load_busy,omitempty"`      // load generator CPU seconds per second
+	// server read-type and write-type system calls per message (per delivery in broadcast)
+	ReadsPerMsg  float64 `json:"reads_per_msg,omitempty"`
+	WritesPerMsg float64 `json:"writes_per_msg,omitempty"`
 	Negotiated int     `json:"negotiated,omitempty"`     // deflate: connections that negotiated it
 	Lost       int64   `json:"lost,omitempty"`           // connections (echo) or deliveries (broadcast) lost
 

@@ -1,7 +1,8 @@
 // Command tcp is the floor: a plain TCP echo of length-prefixed messages (a
 // 4-byte big-endian length, then the payload), one goroutine per connection,
-// no framing beyond the prefix, no masking, no handshake. Broadcast mode
-// writes each message to every connection from the sender's goroutine.
+// no framing beyond the prefix, no masking, no handshake, no allocation per
+// message. Broadcast mode writes each message to every connection from the
+// sender's goroutine.
 package main
 
 import (
@@ -40,42 +41,72 @@ func start(cfg srvkit.Config) (*srvkit.Server, error) {
 	return &srvkit.Server{Addr: ln.Addr().String(), Stop: func() { ln.Close() }}, nil
 }
 
+// serve reads into one buffer per connection, allocated on the first byte
+// (an idle connection holds none) and grown to the largest message, and
+// writes every whole message back with one write: one read and one write per
+// message when the client sends one at a time.
 func serve(c net.Conn, cfg srvkit.Config, room *srvkit.Room[*member]) {
 	defer c.Close()
-	var hdr [4]byte
-	var buf []byte
 	var me *member
 	if cfg.Mode == srvkit.ModeBroadcast {
 		me = &member{c: c}
 		room.Join(me)
 		defer room.Leave(me)
 	}
+	var first [1]byte
+	if _, err := io.ReadFull(c, first[:]); err != nil {
+		return
+	}
+	buf := make([]byte, 4096)
+	buf[0] = first[0]
+	r, w := 0, 1
 	for {
-		if _, err := io.ReadFull(c, hdr[:]); err != nil {
-			return
-		}
-		n := int64(binary.BigEndian.Uint32(hdr[:]))
-		if n > cfg.ReadLimit {
-			return
-		}
-		if int64(cap(buf)) < 4+n {
-			buf = make([]byte, 4+n)
-		}
-		buf = buf[:4+n]
-		copy(buf, hdr[:])
-		if _, err := io.ReadFull(c, buf[4:]); err != nil {
-			return
-		}
-		if me == nil {
-			if _, err := c.Write(buf); err != nil {
+		// whole messages in buf[r:w]
+		for w-r >= 4 {
+			n := int64(binary.BigEndian.Uint32(buf[r:]))
+			if n > cfg.ReadLimit {
 				return
 			}
-			continue
+			end := r + 4 + int(n)
+			if end > w {
+				break
+			}
+			msg := buf[r:end]
+			if me == nil {
+				if _, err := c.Write(msg); err != nil {
+					return
+				}
+			} else {
+				room.Each(func(m *member) {
+					m.mu.Lock()
+					_, _ = m.c.Write(msg)
+					m.mu.Unlock()
+				})
+			}
+			r = end
 		}
-		room.Each(func(m *member) {
-			m.mu.Lock()
-			_, _ = m.c.Write(buf)
-			m.mu.Unlock()
-		})
+		if r == w {
+			r, w = 0, 0
+		}
+		if w-r >= 4 { // make room for the whole message
+			if need := 4 + int(binary.BigEndian.Uint32(buf[r:])); need > len(buf)-r {
+				if need > len(buf) {
+					nb := make([]byte, need)
+					w = copy(nb, buf[r:w])
+					buf = nb
+				} else {
+					w = copy(buf, buf[r:w])
+				}
+				r = 0
+			}
+		} else if r > 0 && len(buf)-w < 4 {
+			w = copy(buf, buf[r:w])
+			r = 0
+		}
+		n, err := c.Read(buf[w:])
+		if err != nil {
+			return
+		}
+		w += n
 	}
 }
