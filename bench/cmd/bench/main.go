@@ -42,7 +42,8 @@ func main() {
 	flag.DurationVar(&o.Warmup, "warmup", 0, "warm-up of each run")
 	flag.DurationVar(&o.Duration, "duration", 0, "measured window of each run")
 	flag.IntVar(&o.Depth, "depth", 0, "echo messages in flight per connection (default 1)")
-	flag.IntVar(&o.Window, "window", 0, "broadcast messages in flight (default 4)")
+	var windows string
+	flag.StringVar(&windows, "windows", "", "broadcast messages in flight, comma-separated (default 1,4, or 4 with -short)")
 	flag.StringVar(&o.Out, "out", "", "results directory (default results, or results/short with -short)")
 	flag.StringVar(&o.ServerCPU, "server-cpu", "0", "CPUs of the servers (taskset list)")
 	flag.StringVar(&o.LoadCPU, "load-cpu", "1", "CPUs of the load generator (taskset list)")
@@ -57,6 +58,7 @@ func main() {
 	o.EchoConns = ints(conns)
 	o.Payloads = ints(payloads)
 	o.IdleSteps = ints(idle)
+	o.Windows = ints(windows)
 	if o.Out == "" {
 		o.Out = "results"
 		if o.Short {

@@ -55,7 +55,7 @@ type Options struct {
 	IdleSteps        []int
 	BroadcastSubs    int
 	BroadcastPayload int
-	Window           int
+	Windows          []int // broadcast: messages in flight, one cell per value
 	DeflateConns     int
 	DeflatePayloads  []int
 }
@@ -83,7 +83,11 @@ func (o *Options) Defaults() {
 		defInts(&o.DeflatePayloads, 1<<10, 16<<10)
 	}
 	def(&o.Depth, 1)
-	def(&o.Window, 4)
+	if o.Short {
+		defInts(&o.Windows, 4)
+	} else {
+		defInts(&o.Windows, 1, 4)
+	}
 	def(&o.BroadcastPayload, 64)
 	def(&o.DeflateConns, 100)
 	if o.ServerCPU == "" {
@@ -172,7 +176,7 @@ func Run(opt Options) (*report.Results, error) {
 	r.res.Machine = machine(fdLimit)
 	r.res.Settings = report.Settings{Command: opt.Command, Short: opt.Short, Rounds: opt.Rounds,
 		Warmup: opt.Warmup, Duration: opt.Duration, ServerCPU: opt.ServerCPU, LoadCPU: opt.LoadCPU,
-		Depth: opt.Depth, Window: opt.Window}
+		Depth: opt.Depth, Windows: opt.Windows}
 	if runtime.NumCPU() < 2 {
 		fmt.Fprintln(opt.Log, "warning: fewer than 2 cores; server and load share one")
 	}
@@ -333,13 +337,15 @@ func (r *runner) plan() []task {
 			}
 		}
 		if has(report.Broadcast) {
-			for _, l := range libs {
-				l, round := l, round
-				tasks = append(tasks, task{
-					label: fmt.Sprintf("r%d broadcast %s to %d", round, l, o.BroadcastSubs),
-					est:   echoEst + 0.3 + connectEst(o.BroadcastSubs),
-					run:   func() []report.Record { return r.broadcast(l, round) },
-				})
+			for _, win := range o.Windows {
+				for _, l := range libs {
+					l, round, win := l, round, win
+					tasks = append(tasks, task{
+						label: fmt.Sprintf("r%d broadcast %s to %d w=%d", round, l, o.BroadcastSubs, win),
+						est:   echoEst + 0.3 + connectEst(o.BroadcastSubs),
+						run:   func() []report.Record { return r.broadcast(l, round, win) },
+					})
+				}
 			}
 		}
 		if has(report.Deflate) {
@@ -572,8 +578,8 @@ func (r *runner) idle(lib string, round int) []report.Record {
 }
 
 // broadcast runs the fan-out scenario for one library.
-func (r *runner) broadcast(lib string, round int) []report.Record {
-	rec := report.Record{Scenario: report.Broadcast, Lib: lib, Round: round, Conns: r.opt.BroadcastSubs, Payload: r.opt.BroadcastPayload}
+func (r *runner) broadcast(lib string, round, window int) []report.Record {
+	rec := report.Record{Scenario: report.Broadcast, Lib: lib, Round: round, Conns: r.opt.BroadcastSubs, Payload: r.opt.BroadcastPayload, Window: window}
 	if !r.usable(lib, &rec, false) {
 		return []report.Record{rec}
 	}
@@ -584,7 +590,7 @@ func (r *runner) broadcast(lib string, round int) []report.Record {
 	}
 	defer srv.stop()
 	cfg := loadgen.Config{Addr: srv.addr, Proto: proto(lib), Mode: loadgen.ModeBroadcast, Conns: r.opt.BroadcastSubs,
-		Payload: r.opt.BroadcastPayload, Window: r.opt.Window, Warmup: r.opt.Warmup, Duration: r.opt.Duration}
+		Payload: r.opt.BroadcastPayload, Window: window, Warmup: r.opt.Warmup, Duration: r.opt.Duration}
 	m, res, err := r.measure(srv, cfg)
 	if err != nil {
 		rec.Err = err.Error()

@@ -67,9 +67,11 @@ func (a *agg) plots(dir string) (map[string]string, error) {
 			return nil, err
 		}
 	}
-	if p, ok := a.broadcastPlot(); ok {
-		if err := save("broadcast", p, 7*vg.Inch); err != nil {
-			return nil, err
+	for _, c := range a.cells(Broadcast) {
+		if p, ok := a.broadcastPlot(c); ok {
+			if err := save(fmt.Sprintf("broadcast-w%d", c[1]%1000), p, 7*vg.Inch); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return out, nil
@@ -179,14 +181,9 @@ func (a *agg) idlePlot() (*plot.Plot, bool) {
 	return p, any
 }
 
-func (a *agg) broadcastPlot() (*plot.Plot, bool) {
-	cs := a.cells(Broadcast)
-	if len(cs) == 0 {
-		return nil, false
-	}
-	c := cs[len(cs)-1]
+func (a *agg) broadcastPlot(c [2]int) (*plot.Plot, bool) {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Broadcast to %d subscribers, %s messages", c[0], Size(c[1]))
+	p.Title.Text = fmt.Sprintf("Broadcast to %d subscribers, %s messages, %d in flight", c[0], Size(c[1]/1000), c[1]%1000)
 	p.Y.Label.Text = "deliveries/s (higher is better)"
 	p.Add(plotter.NewGrid())
 	var names []string

@@ -39,10 +39,19 @@ type stat struct {
 
 func (s stat) ok() bool { return s.n > 0 }
 
+// cellKey: for broadcast, the window is folded into payload (payload*1000+window)
+// so that every scenario has the same two numbers per cell.
 type cellKey struct {
 	scenario       string
 	conns, payload int
 	lib            string
+}
+
+func payloadKey(r Record) int {
+	if r.Scenario == Broadcast {
+		return r.Payload*1000 + r.Window
+	}
+	return r.Payload
 }
 
 // agg groups the records by cell and library.
@@ -58,7 +67,7 @@ func newAgg(res *Results) *agg {
 		a.libs = append(a.libs, l.Name)
 	}
 	for _, r := range res.Records {
-		k := cellKey{r.Scenario, r.Conns, r.Payload, r.Lib}
+		k := cellKey{r.Scenario, r.Conns, payloadKey(r), r.Lib}
 		a.recs[k] = append(a.recs[k], r)
 	}
 	return a
@@ -391,7 +400,7 @@ func (a *agg) markdown(plots map[string]string) string {
 	w("**Method:** each server runs alone pinned to CPU %s with GOMAXPROCS=1; the load generator (one goroutine on a raw epoll set, frames built once, masked) runs pinned to CPU %s with GOMAXPROCS=1. ", s.ServerCPU, s.LoadCPU)
 	w("Every cell is a fresh server process; %d round(s), the libraries' order rotated each round; each echo or broadcast run has a %v warm-up and a %v measured window. ", s.Rounds, s.Warmup, s.Duration)
 	w("Figures are medians over the rounds with (min–max). Server CPU time comes from /proc/<pid>/stat (utime+stime) over the measured window. ")
-	w("Echo keeps %d message(s) in flight per connection; broadcast keeps %d messages in flight.\n\n", s.Depth, s.Window)
+	w("Echo keeps %d message(s) in flight per connection; broadcast keeps %v messages in flight (one table each).\n\n", s.Depth, s.Windows)
 
 	t := &table{head: []string{"library", "module", "version", "permessage-deflate"}}
 	for _, l := range res.Libs {
@@ -477,8 +486,9 @@ func (a *agg) markdown(plots map[string]string) string {
 
 	if cs := a.cells(Broadcast); len(cs) > 0 {
 		w("## 3. Broadcast fan-out to one room\n\n")
+		w("Every connection is a subscriber of the one room (the publisher too). The publisher keeps W messages in flight; a message retires when every subscriber has it; lag is publish to delivery. Libraries with a broadcast helper use it (gws Broadcaster, gorilla PreparedMessage, gobwas a compiled frame); the others write per subscriber: nbio directly (its writes never block), duplex, coder, gorilla and gobwas through a channel per subscriber drained by a writer goroutine. Duplex's writer sends whatever is queued and flushes once, so with W > 1 it writes several messages per system call; the others write each message on its own.\n\n")
 		for _, c := range cs {
-			w("%d subscribers (plus the publisher, who also receives), %s messages. Libraries with a broadcast helper use it (gws Broadcaster, gorilla PreparedMessage, gobwas a compiled frame); the others write per subscriber (nbio directly, as its writes never block; duplex and coder through a channel per subscriber).\n\n", c[0], Size(c[1]))
+			w("### %d subscribers, %s messages, W = %d\n\n", c[0], Size(c[1]/1000), c[1]%1000)
 			t := &table{head: []string{"library", "deliveries/s", "ratio · floor", "lag p50", "lag p99", "lag p99.9", "server CPU µs/delivery", "write syscalls/delivery", "lost"}}
 			_, best := a.best(Broadcast, c[0], c[1], deliveries, true, "")
 			floor := a.stat(Broadcast, c[0], c[1], Floor, deliveries)
@@ -508,8 +518,10 @@ func (a *agg) markdown(plots map[string]string) string {
 			}
 			w("%s\n", t)
 		}
-		if p, ok := plots["broadcast"]; ok {
-			w("![broadcast](%s)\n\n", p)
+		for _, c := range cs {
+			if p, ok := plots[fmt.Sprintf("broadcast-w%d", c[1]%1000)]; ok {
+				w("![broadcast W=%d](%s)\n\n", c[1]%1000, p)
+			}
 		}
 	}
 
@@ -553,8 +565,11 @@ func (a *agg) summary(b *strings.Builder) {
 		peer, pv := a.best(scenario, c[0], c[1], f, higher, Ours)
 		floor := a.stat(scenario, c[0], c[1], Floor, f)
 		label := fmt.Sprintf("%s c=%d %s", scenario, c[0], Size(c[1]))
-		if scenario == Idle {
+		switch scenario {
+		case Idle:
 			label = fmt.Sprintf("idle c=%d", c[0])
+		case Broadcast:
+			label = fmt.Sprintf("broadcast to %d, %s", c[0], Size(c[1]/1000))
 		}
 		if !d.ok() {
 			t.rows = append(t.rows, []string{label, name, cell(d, format, false), peer, "", ""})
@@ -579,8 +594,8 @@ func (a *agg) summary(b *strings.Builder) {
 		add(Idle, c, "bytes/conn", perConn, false, kib)
 	}
 	for _, c := range a.cells(Broadcast) {
-		add(Broadcast, c, "deliveries/s", deliveries, true, num)
-		add(Broadcast, c, "lag p99", p99, false, us)
+		add(Broadcast, c, fmt.Sprintf("deliveries/s, W=%d", c[1]%1000), deliveries, true, num)
+		add(Broadcast, c, fmt.Sprintf("lag p99, W=%d", c[1]%1000), p99, false, us)
 	}
 	for _, c := range a.cells(Deflate) {
 		add(Deflate, c, "msgs/s", msgsPerSec, true, num)

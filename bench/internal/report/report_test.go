@@ -11,7 +11,7 @@ import (
 func synthetic() *Results {
 	res := &Results{
 		Machine:  Machine{CPUModel: "Test CPU", Cores: 2, GoVersion: "go1.26.8", FDLimit: 20000},
-		Settings: Settings{Command: "go run ./cmd/bench", Rounds: 2, Warmup: time.Second, Duration: 3 * time.Second, Depth: 1, Window: 4},
+		Settings: Settings{Command: "go run ./cmd/bench", Rounds: 2, Warmup: time.Second, Duration: 3 * time.Second, Depth: 1, Windows: []int{4}},
 		Started:  time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC),
 		Finished: time.Date(2026, 11, 25, 12, 30, 0, 0, time.UTC),
 	}
@@ -27,7 +27,7 @@ func synthetic() *Results {
 			for _, n := range []int{1000, 5000} {
 				res.Records = append(res.Records, Record{Scenario: Idle, Lib: l, Round: round, Conns: n, BytesPerConn: 40000 / v})
 			}
-			res.Records = append(res.Records, Record{Scenario: Broadcast, Lib: l, Round: round, Conns: 1000, Payload: 64,
+			res.Records = append(res.Records, Record{Scenario: Broadcast, Lib: l, Round: round, Conns: 1000, Payload: 64, Window: 4,
 				DeliveriesPerSec: v * 3000, P50: 1000, P99: 5000, P999: 9000, CPUPerMsg: 2})
 			if l != "tcp" {
 				r := Record{Scenario: Deflate, Lib: l, Round: round, Conns: 100, Payload: 1024, MsgsPerSec: v * 300}
@@ -63,7 +63,7 @@ func TestWrite(t *testing.T) {
 			t.Errorf("REPORT.md lacks %q", want)
 		}
 	}
-	for _, f := range []string{"echo-c100.png", "cpu-c100.png", "idle.png", "broadcast.png", "deflate.png", "results.json"} {
+	for _, f := range []string{"echo-c100.png", "cpu-c100.png", "idle.png", "broadcast-w4.png", "deflate.png", "results.json"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}

@@ -44,7 +44,7 @@ type Settings struct {
 	ServerCPU string        `json:"server_cpu"`
 	LoadCPU   string        `json:"load_cpu"`
 	Depth     int           `json:"depth"`
-	Window    int           `json:"window"`
+	Windows   []int         `json:"windows"`
 }
 
 // Record is one measurement: one library, one scenario cell, one round.
@@ -54,8 +54,9 @@ type Record struct {
 	Round    int    `json:"round"`
 	Conns    int    `json:"conns"`
 	Payload  int    `json:"payload"`
-	NA       bool   `json:"na,omitempty"`    // the library does not support the scenario
-	Err      string `json:"error,omitempty"` // the run failed
+	Window   int    `json:"window,omitempty"` // broadcast: messages in flight
+	NA       bool   `json:"na,omitempty"`     // the library does not support the scenario
+	Err      string `json:"error,omitempty"`  // the run failed
 
 	// echo and deflate
 	MsgsPerSec float64 `json:"msgs_per_sec,omitempty"`
@@ -68,8 +69,8 @@ type Record struct {
 	// server read-type and write-type system calls per message (per delivery in broadcast)
 	ReadsPerMsg  float64 `json:"reads_per_msg,omitempty"`
 	WritesPerMsg float64 `json:"writes_per_msg,omitempty"`
-	Negotiated int     `json:"negotiated,omitempty"`     // deflate: connections that negotiated it
-	Lost       int64   `json:"lost,omitempty"`           // connections (echo) or deliveries (broadcast) lost
+	Negotiated   int     `json:"negotiated,omitempty"` // deflate: connections that negotiated it
+	Lost         int64   `json:"lost,omitempty"`       // connections (echo) or deliveries (broadcast) lost
 
 	// idle
 	RSSBase      int64   `json:"rss_base,omitempty"`
