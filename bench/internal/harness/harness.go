@@ -433,6 +433,7 @@ func (r *runner) echo(scenario, lib string, round, conns, payload int) []report.
 	rec.ServerBusy, rec.LoadBusy = m.serverCPU/m.wall, m.loadCPU/m.wall
 	rec.ReadsPerMsg, rec.WritesPerMsg = m.reads/float64(res.Msgs), m.writes/float64(res.Msgs)
 	rec.Negotiated = res.Negotiated
+	rec.ReplyBytes = float64(res.Bytes) / float64(res.Msgs)
 	rec.Lost = int64(res.Errors + res.Failed)
 	switch {
 	case res.VerifyErr != "":

@@ -189,11 +189,13 @@ func (a *agg) broadcastPlot(c [2]int) (*plot.Plot, bool) {
 	var names []string
 	w := vg.Points(28)
 	any := false
+	top := 0.0
 	for i, l := range a.libs {
 		s := a.stat(Broadcast, c[0], c[1], l, deliveries)
 		vals := make(plotter.Values, len(a.libs))
 		if s.ok() {
 			vals[i] = s.med
+			top = max(top, s.med)
 			any = true
 		}
 		bars, err := plotter.NewBarChart(vals, w)
@@ -206,6 +208,6 @@ func (a *agg) broadcastPlot(c [2]int) (*plot.Plot, bool) {
 		names = append(names, l)
 	}
 	p.NominalX(names...)
-	p.Y.Min = 0
+	p.Y.Min, p.Y.Max = 0, top*1.1
 	return p, any
 }

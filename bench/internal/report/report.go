@@ -241,9 +241,27 @@ func (t *table) String() string {
 	return b.String()
 }
 
-func (a *agg) libHead(first ...string) []string {
-	h := append([]string{}, first...)
+// libsOf is the libraries shown for a scenario: the floor does not compress.
+func (a *agg) libsOf(scenario string) []string {
+	if scenario != Deflate {
+		return a.libs
+	}
+	var out []string
 	for _, l := range a.libs {
+		if l != Floor {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (a *agg) libHead(first ...string) []string {
+	return a.libHeadOf("", first...)
+}
+
+func (a *agg) libHeadOf(scenario string, first ...string) []string {
+	h := append([]string{}, first...)
+	for _, l := range a.libsOf(scenario) {
 		if l == Floor {
 			h = append(h, "tcp floor")
 		} else {
@@ -255,13 +273,13 @@ func (a *agg) libHead(first ...string) []string {
 
 // valueTable: rows are the scenario's cells, one column per library.
 func (a *agg) valueTable(scenario string, conns int, f func(Record) float64, format func(float64) string) *table {
-	t := &table{head: a.libHead("payload")}
+	t := &table{head: a.libHeadOf(scenario, "payload")}
 	for _, c := range a.cells(scenario) {
 		if c[0] != conns {
 			continue
 		}
 		row := []string{Size(c[1])}
-		for _, l := range a.libs {
+		for _, l := range a.libsOf(scenario) {
 			row = append(row, cell(a.stat(scenario, c[0], c[1], l, f), format, true))
 		}
 		t.rows = append(t.rows, row)
@@ -272,7 +290,7 @@ func (a *agg) valueTable(scenario string, conns int, f func(Record) float64, for
 // ratioTable: each library's median against the best library's median and
 // against the floor's. For lower-is-better metrics a ratio above 1 is worse.
 func (a *agg) ratioTable(scenario string, conns int, f func(Record) float64, higher bool) *table {
-	t := &table{head: a.libHead("payload")}
+	t := &table{head: a.libHeadOf(scenario, "payload")}
 	for _, c := range a.cells(scenario) {
 		if c[0] != conns {
 			continue
@@ -280,7 +298,7 @@ func (a *agg) ratioTable(scenario string, conns int, f func(Record) float64, hig
 		_, best := a.best(scenario, c[0], c[1], f, higher, "")
 		floor := a.stat(scenario, c[0], c[1], Floor, f)
 		row := []string{Size(c[1])}
-		for _, l := range a.libs {
+		for _, l := range a.libsOf(scenario) {
 			s := a.stat(scenario, c[0], c[1], l, f)
 			switch {
 			case !s.ok():
@@ -292,7 +310,11 @@ func (a *agg) ratioTable(scenario string, conns int, f func(Record) float64, hig
 				if floor.ok() {
 					fl = floor.med
 				}
-				row = append(row, ratio(s.med, best)+" · "+ratio(s.med, fl))
+				r := ratio(s.med, best)
+				if scenario != Deflate {
+					r += " · " + ratio(s.med, fl)
+				}
+				row = append(row, r)
 			}
 		}
 		t.rows = append(t.rows, row)
@@ -400,7 +422,11 @@ func (a *agg) markdown(plots map[string]string) string {
 	w("**Method:** each server runs alone pinned to CPU %s with GOMAXPROCS=1; the load generator (one goroutine on a raw epoll set, frames built once, masked) runs pinned to CPU %s with GOMAXPROCS=1. ", s.ServerCPU, s.LoadCPU)
 	w("Every cell is a fresh server process; %d round(s), the libraries' order rotated each round; each echo or broadcast run has a %v warm-up and a %v measured window. ", s.Rounds, s.Warmup, s.Duration)
 	w("Figures are medians over the rounds with (min–max). Server CPU time comes from /proc/<pid>/stat (utime+stime) over the measured window. ")
-	w("Echo keeps %d message(s) in flight per connection; broadcast keeps %v messages in flight (one table each).\n\n", s.Depth, s.Windows)
+	var wins []string
+	for _, x := range s.Windows {
+		wins = append(wins, fmt.Sprint(x))
+	}
+	w("Echo keeps %d message(s) in flight per connection; broadcast keeps %s message(s) in flight (one table each).\n\n", s.Depth, strings.Join(wins, " or "))
 
 	t := &table{head: []string{"library", "module", "version", "permessage-deflate"}}
 	for _, l := range res.Libs {
@@ -527,12 +553,15 @@ func (a *agg) markdown(plots map[string]string) string {
 
 	if cs := a.conns(Deflate); len(cs) > 0 {
 		w("## 4. Echo with permessage-deflate\n\n")
-		w("The client sends each message deflated without context (client_no_context_takeover); each server compresses its replies with its own defaults. n/a: the library does not support compression.\n\n")
+		w("The client sends binary messages, each deflated on its own (it offers client_no_context_takeover); every server compresses its replies with its own defaults (duplex: CompressionOptions{Binary: true}, as it compresses only text by default; gobwas: wsflate at BestSpeed, no context takeover). n/a: the library does not support compression.\n\n")
 		for _, c := range cs {
 			w("### %d connections\n\nMessages echoed per second:\n\n%s\n", c, a.valueTable(Deflate, c, msgsPerSec, num))
-			w("Ratios of msgs/s (against the best library; the floor column is empty, TCP does not compress):\n\n%s\n", a.ratioTable(Deflate, c, msgsPerSec, true))
+			w("Ratios of msgs/s against the best library:\n\n%s\n", a.ratioTable(Deflate, c, msgsPerSec, true))
 			w("Server CPU time per message (µs):\n\n%s\n", a.valueTable(Deflate, c, cpuPerMsg, func(v float64) string { return fmt.Sprintf("%.2f", v) }))
+			w("Reply size on the wire, payload bytes per message (what the server's compression achieved):\n\n%s\n",
+				a.valueTable(Deflate, c, func(r Record) float64 { return r.ReplyBytes }, func(v float64) string { return fmt.Sprintf("%.0f", v) }))
 		}
+		w("Defaults differ: duplex and coder keep the compression context between messages (duplex with an 8 KiB window, its compressor pooled and its history restored per message), gorilla, gobwas, gws (by default) and nbio compress each message on its own (no context takeover). Keeping context makes replies smaller and costs CPU.\n\n")
 		if p, ok := plots["deflate"]; ok {
 			w("![deflate](%s)\n\n", p)
 		}

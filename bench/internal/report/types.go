@@ -69,8 +69,9 @@ type Record struct {
 	// server read-type and write-type system calls per message (per delivery in broadcast)
 	ReadsPerMsg  float64 `json:"reads_per_msg,omitempty"`
 	WritesPerMsg float64 `json:"writes_per_msg,omitempty"`
-	Negotiated   int     `json:"negotiated,omitempty"` // deflate: connections that negotiated it
-	Lost         int64   `json:"lost,omitempty"`       // connections (echo) or deliveries (broadcast) lost
+	Negotiated   int     `json:"negotiated,omitempty"`  // deflate: connections that negotiated it
+	ReplyBytes   float64 `json:"reply_bytes,omitempty"` // payload bytes per reply on the wire (compressed size with deflate)
+	Lost         int64   `json:"lost,omitempty"`        // connections (echo) or deliveries (broadcast) lost
 
 	// idle
 	RSSBase      int64   `json:"rss_base,omitempty"`
