@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/duplexws/duplex/bench/internal/srvkit"
+	"github.com/lesismal/nbio/logging"
 	"github.com/lesismal/nbio/nbhttp"
 	"github.com/lesismal/nbio/nbhttp/websocket"
 )
@@ -22,6 +23,7 @@ var features = srvkit.Features{Compression: true}
 func main() { srvkit.Main(start, features) }
 
 func start(cfg srvkit.Config) (*srvkit.Server, error) {
+	logging.SetLevel(logging.LevelError) // no start/stop chatter on stderr
 	room := srvkit.NewRoom[*websocket.Conn]()
 	upgrader := websocket.NewUpgrader()
 	upgrader.MessageLengthLimit = int(cfg.ReadLimit)

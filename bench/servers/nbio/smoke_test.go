@@ -6,4 +6,9 @@ import (
 	"github.com/duplexws/duplex/bench/internal/smoke"
 )
 
-func TestSmoke(t *testing.T) { smoke.Run(t, start, features, "ws") }
+func TestSmoke(t *testing.T) {
+	if raceSkip != "" {
+		t.Skip(raceSkip)
+	}
+	smoke.Run(t, start, features, "ws")
+}
