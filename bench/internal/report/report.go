@@ -364,6 +364,26 @@ func (a *agg) syscallTable(scenario string, conns int) *table {
 	return t
 }
 
+func (a *agg) busyTable(scenario string, conns int) *table {
+	t := &table{head: a.libHead("payload")}
+	for _, c := range a.cells(scenario) {
+		if c[0] != conns {
+			continue
+		}
+		row := []string{Size(c[1])}
+		for _, l := range a.libs {
+			sb := a.stat(scenario, c[0], c[1], l, serverBusy)
+			if !sb.ok() {
+				row = append(row, cell(sb, num, false))
+				continue
+			}
+			row = append(row, fmt.Sprintf("%.0f%% / %.0f%%", 100*sb.med, 100*a.stat(scenario, c[0], c[1], l, loadBusy).med))
+		}
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
 func (a *agg) conns(scenario string) []int {
 	var out []int
 	for _, c := range a.cells(scenario) {
@@ -455,6 +475,7 @@ func (a *agg) markdown(plots map[string]string) string {
 			w("Ratios of CPU per message:\n\n%s\n", a.ratioTable(Echo, c, cpuPerMsg, false))
 			w("Round-trip latency p50 / p99 / p99.9:\n\n%s\n", a.latencyTable(Echo, c))
 			w("Server system calls per message, reads / writes (from /proc/<pid>/io; epoll_wait not counted):\n\n%s\n", a.syscallTable(Echo, c))
+			w("How busy each side's core was, server / load generator (CPU seconds per second; a server well under 100%% was waiting, not working):\n\n%s\n", a.busyTable(Echo, c))
 			for _, k := range []string{fmt.Sprintf("echo-c%d", c), fmt.Sprintf("cpu-c%d", c)} {
 				if p, ok := plots[k]; ok {
 					w("![%s](%s)\n\n", k, p)
