@@ -326,13 +326,22 @@ func (r *runner) plan() []task {
 			}
 		}
 		if has(report.Idle) {
+			last := o.IdleSteps[len(o.IdleSteps)-1]
+			idleEst := 1 + float64(len(o.IdleSteps))*r.settleMin().Seconds()*1.5 + connectEst(last)
 			for _, l := range libs {
 				l, round := l, round
-				last := o.IdleSteps[len(o.IdleSteps)-1]
 				tasks = append(tasks, task{
 					label: fmt.Sprintf("r%d idle %s up to %d", round, l, last),
-					est:   1 + float64(len(o.IdleSteps))*r.settleMin().Seconds()*1.5 + connectEst(last),
+					est:   idleEst,
 					run:   func() []report.Record { return r.idle(l, round) },
+				})
+			}
+			if r.libs[report.Ours] != nil && !o.Short { // the experiment: Open against Accept + go
+				round := round
+				tasks = append(tasks, task{
+					label: fmt.Sprintf("r%d idle duplex (Accept+go) up to %d", round, last),
+					est:   idleEst,
+					run:   func() []report.Record { return r.idleVariant(report.Ours, round, "accept") },
 				})
 			}
 		}
@@ -517,7 +526,17 @@ func (r *runner) settledRSS(pid int) int64 {
 // idle opens the idle steps' connection counts one after the other on one
 // server and reads its RSS at each, once it has settled.
 func (r *runner) idle(lib string, round int) []report.Record {
-	base := report.Record{Scenario: report.Idle, Lib: lib, Round: round}
+	return r.idleVariant(lib, round, "")
+}
+
+// idleVariant is idle for a server variant ("" is the server as its README
+// has it; duplex's "accept" serves from Accept and a goroutine of its own).
+func (r *runner) idleVariant(lib string, round int, variant string) []report.Record {
+	scenario := report.Idle
+	if variant != "" {
+		scenario = report.IdleVariant
+	}
+	base := report.Record{Scenario: scenario, Lib: lib, Round: round, Variant: variant}
 	fail := func(err string) []report.Record {
 		var out []report.Record
 		for _, n := range r.opt.IdleSteps {
@@ -530,7 +549,11 @@ func (r *runner) idle(lib string, round int) []report.Record {
 	if !r.usable(lib, &base, false) {
 		return fail(base.Err)
 	}
-	srv, err := startServer(r.bin[lib], r.opt.ServerCPU, "-mode", "echo")
+	args := []string{"-mode", "echo"}
+	if variant != "" {
+		args = append(args, "-variant", variant)
+	}
+	srv, err := startServer(r.bin[lib], r.opt.ServerCPU, args...)
 	if err != nil {
 		return fail(err.Error())
 	}

@@ -517,18 +517,26 @@ func (a *agg) markdown(plots map[string]string) string {
 		}
 		w("%s\nRatios:\n\n%s\n", t, r)
 		if last := cs[len(cs)-1]; len(cs) > 1 {
-			w("Projected for 100k connections (per-connection cost at %d × 100,000):", last[0])
+			prev := cs[len(cs)-2]
+			w("Projected to 100,000 connections at the per-connection cost measured at %d:", last[0])
+			var moves []string
 			for _, l := range a.libs {
 				st := a.stat(Idle, last[0], last[1], l, perConn)
-				if st.ok() {
-					w(" %s %.0f MiB;", l, st.med*100000/(1<<20))
+				if !st.ok() {
+					continue
+				}
+				w(" %s %.0f MiB;", l, st.med*100000/(1<<20))
+				if p := a.stat(Idle, prev[0], prev[1], l, perConn); p.ok() && p.med > 0 {
+					moves = append(moves, fmt.Sprintf("%s %+.0f%%", l, 100*(st.med/p.med-1)))
 				}
 			}
-			w(" the curve above is flat enough past 5k connections for the per-connection cost to carry to 100k+ (the fd limit of this machine keeps a real 100k run out of reach).\n\n")
+			w(" a real 100k run does not fit under this machine's open-file limit. From %d to %d connections the cost per connection moved by: %s; a curve that is flat or falling there carries to 100k+, as the fixed costs spread further.\n\n",
+				prev[0], last[0], strings.Join(moves, ", "))
 		}
 		if p, ok := plots["idle"]; ok {
 			w("![idle memory](%s)\n\n", p)
 		}
+		a.idleVariant(&b)
 	}
 
 	if cs := a.cells(Broadcast); len(cs) > 0 {
@@ -738,4 +746,25 @@ func nsop(v float64) string {
 		return fmt.Sprintf("%.1f ns", v)
 	}
 	return fmt.Sprintf("%.2f ns", v)
+}
+
+// idleVariant compares Duplex served by Open (the main tables) with Duplex
+// served by Accept and a goroutine of its own, which lets net/http's
+// per-connection goroutine and buffers go.
+func (a *agg) idleVariant(b *strings.Builder) {
+	cs := a.cells(IdleVariant)
+	if len(cs) == 0 {
+		return
+	}
+	t := &table{head: []string{"connections", "duplex, Open (above)", "duplex, Accept + go", "Accept / Open"}}
+	for _, c := range cs {
+		open := a.stat(Idle, c[0], c[1], Ours, perConn)
+		acc := a.stat(IdleVariant, c[0], c[1], Ours, perConn)
+		r := "–"
+		if open.ok() && acc.ok() {
+			r = ratio(acc.med, open.med)
+		}
+		t.rows = append(t.rows, []string{fmt.Sprint(c[0]), cell(open, kib, true), cell(acc, kib, true), r})
+	}
+	fmt.Fprintf(b, "### Duplex: Open against Accept + go\n\nOpen runs the handler inside net/http's goroutine, which keeps that goroutine and its buffers (bufio reader and writer, the request, its contexts) for the connection's life; Accept followed by `go serve(c)` lets them go when the HTTP handler returns. Same echo loop, same server otherwise:\n\n%s\n", t)
 }

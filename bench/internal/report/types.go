@@ -6,10 +6,13 @@ import "time"
 
 // Scenarios.
 const (
-	Echo      = "echo"
-	Idle      = "idle"
-	Broadcast = "broadcast"
-	Deflate   = "deflate"
+	Echo = "echo"
+	Idle = "idle"
+	// IdleVariant is idle for a variant of a server (Record.Variant), kept
+	// apart from the main tables.
+	IdleVariant = "idle-variant"
+	Broadcast   = "broadcast"
+	Deflate     = "deflate"
 )
 
 // Machine is where the run happened.
@@ -54,9 +57,10 @@ type Record struct {
 	Round    int    `json:"round"`
 	Conns    int    `json:"conns"`
 	Payload  int    `json:"payload"`
-	Window   int    `json:"window,omitempty"` // broadcast: messages in flight
-	NA       bool   `json:"na,omitempty"`     // the library does not support the scenario
-	Err      string `json:"error,omitempty"`  // the run failed
+	Window   int    `json:"window,omitempty"`  // broadcast: messages in flight
+	Variant  string `json:"variant,omitempty"` // a server variant (IdleVariant)
+	NA       bool   `json:"na,omitempty"`      // the library does not support the scenario
+	Err      string `json:"error,omitempty"`   // the run failed
 
 	// echo and deflate
 	MsgsPerSec float64 `json:"msgs_per_sec,omitempty"`
