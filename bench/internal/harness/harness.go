@@ -636,42 +636,68 @@ func (r *runner) broadcast(lib string, round, window int) []report.Record {
 	return []report.Record{rec}
 }
 
-// profile runs the echo scenario for one library with its CPU profile on and
-// keeps the profile and its top functions in <out>/profile.
+// profile runs, for one library, the echo cells with the most connections
+// and the smallest and largest payloads, deflate at its largest payload and
+// broadcast with one message in flight, each with the server's CPU profile
+// on, and keeps each profile with its top functions (flat and cumulative)
+// in <out>/profile.
 func (r *runner) profile(lib string) error {
-	if l := r.libs[lib]; l == nil || !l.Built {
+	l := r.libs[lib]
+	if l == nil || !l.Built {
 		return fmt.Errorf("%s was not built", lib)
 	}
 	dir := filepath.Join(r.opt.Out, "profile")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	type run struct {
+		name string
+		args []string
+		cfg  loadgen.Config
+	}
 	conns := r.opt.EchoConns[len(r.opt.EchoConns)-1]
 	payloads := []int{r.opt.Payloads[0], r.opt.Payloads[len(r.opt.Payloads)-1]}
 	sort.Ints(payloads)
+	compact := func(n int) string { return strings.ReplaceAll(size(n), " ", "") }
+	var runs []run
 	for _, p := range payloads {
-		name := fmt.Sprintf("%s-echo-c%d-%s", lib, conns, strings.ReplaceAll(size(p), " ", ""))
-		prof, _ := filepath.Abs(filepath.Join(dir, name+".pprof"))
-		fmt.Fprintf(r.opt.Log, "profiling %s...\n", name)
-		srv, err := startServer(r.bin[lib], r.opt.ServerCPU, "-mode", "echo", "-cpuprofile", prof)
+		runs = append(runs, run{fmt.Sprintf("%s-echo-c%d-%s", lib, conns, compact(p)), []string{"-mode", "echo"},
+			loadgen.Config{Mode: loadgen.ModeEcho, Conns: conns, Payload: p, Depth: r.opt.Depth}})
+	}
+	if l.Compression {
+		p := r.opt.DeflatePayloads[len(r.opt.DeflatePayloads)-1]
+		runs = append(runs, run{fmt.Sprintf("%s-deflate-c%d-%s", lib, r.opt.DeflateConns, compact(p)), []string{"-mode", "echo", "-compress"},
+			loadgen.Config{Mode: loadgen.ModeEcho, Conns: r.opt.DeflateConns, Payload: p, Depth: r.opt.Depth, Compress: true}})
+	}
+	runs = append(runs, run{fmt.Sprintf("%s-broadcast-%d-w1", lib, r.opt.BroadcastSubs), []string{"-mode", "broadcast"},
+		loadgen.Config{Mode: loadgen.ModeBroadcast, Conns: r.opt.BroadcastSubs, Payload: r.opt.BroadcastPayload, Window: 1}})
+	for _, x := range runs {
+		prof, _ := filepath.Abs(filepath.Join(dir, x.name+".pprof"))
+		fmt.Fprintf(r.opt.Log, "profiling %s...\n", x.name)
+		srv, err := startServer(r.bin[lib], r.opt.ServerCPU, append(x.args, "-cpuprofile", prof)...)
 		if err != nil {
 			return err
 		}
-		cfg := loadgen.Config{Addr: srv.addr, Proto: proto(lib), Mode: loadgen.ModeEcho, Conns: conns, Payload: p,
-			Depth: r.opt.Depth, Warmup: r.opt.Warmup, Duration: 3 * r.opt.Duration}
+		cfg := x.cfg
+		cfg.Addr, cfg.Proto, cfg.Warmup, cfg.Duration = srv.addr, proto(lib), r.opt.Warmup, 3*r.opt.Duration
 		_, _, err = r.measure(srv, cfg)
 		srv.stop()
 		if err != nil {
 			return err
 		}
-		top, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=40", r.bin[lib], prof).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("pprof: %v: %s", err, top)
+		var text []byte
+		for _, mode := range [][]string{{"-top"}, {"-top", "-cum"}} {
+			args := append(append([]string{"tool", "pprof"}, mode...), "-nodecount=45", r.bin[lib], prof)
+			out, err := exec.Command("go", args...).CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("pprof: %v: %s", err, out)
+			}
+			text = append(append(text, out...), '\n')
 		}
-		if err := os.WriteFile(filepath.Join(dir, name+".top.txt"), top, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, x.name+".top.txt"), text, 0o644); err != nil {
 			return err
 		}
-		fmt.Fprintf(r.opt.Log, "  %s\n", filepath.Join(dir, name+".top.txt"))
+		fmt.Fprintf(r.opt.Log, "  %s\n", filepath.Join(dir, x.name+".top.txt"))
 	}
 	return nil
 }

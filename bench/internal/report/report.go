@@ -618,6 +618,7 @@ func (a *agg) summary(b *strings.Builder) {
 		return
 	}
 	t := &table{head: []string{"scenario", "metric", "duplex", "best peer", "duplex / best peer", "duplex / tcp floor"}}
+	var behind, ahead []string
 	add := func(scenario string, c [2]int, name string, f func(Record) float64, higher bool, format func(float64) string) {
 		d := a.stat(scenario, c[0], c[1], Ours, f)
 		peer, pv := a.best(scenario, c[0], c[1], f, higher, Ours)
@@ -642,6 +643,16 @@ func (a *agg) summary(b *strings.Builder) {
 			fl = floor.med
 		}
 		t.rows = append(t.rows, []string{label, name, format(d.med), bp, ratio(d.med, pv), ratio(d.med, fl)})
+		if peer != "" && pv > 0 {
+			q := d.med / pv
+			item := fmt.Sprintf("%s, %s: %.2f× %s", label, name, q, peer)
+			switch {
+			case higher && q < 0.9 || !higher && q > 1.1:
+				behind = append(behind, item)
+			case higher && q > 1.1 || !higher && q < 0.9:
+				ahead = append(ahead, item)
+			}
+		}
 	}
 	for _, c := range a.cells(Echo) {
 		add(Echo, c, "msgs/s", msgsPerSec, true, num)
@@ -659,6 +670,12 @@ func (a *agg) summary(b *strings.Builder) {
 		add(Deflate, c, "msgs/s", msgsPerSec, true, num)
 	}
 	fmt.Fprintf(b, "## Duplex against the field\n\nFor msgs/s and deliveries/s a ratio below 1 means Duplex is behind; for CPU, latency and memory a ratio above 1 means Duplex is behind.\n\n%s\n", t)
+	if len(behind) > 0 {
+		fmt.Fprintf(b, "Behind the best peer by more than 10%%:\n\n- %s\n\n", strings.Join(behind, "\n- "))
+	}
+	if len(ahead) > 0 {
+		fmt.Fprintf(b, "Ahead of the best peer by more than 10%%:\n\n- %s\n\n", strings.Join(ahead, "\n- "))
+	}
 }
 
 // micro renders the microbenchmarks: one table per benchmark, one row per
