@@ -177,6 +177,9 @@ func Run(opt Options) (*report.Results, error) {
 	r.res.Settings = report.Settings{Command: opt.Command, Short: opt.Short, Rounds: opt.Rounds,
 		Warmup: opt.Warmup, Duration: opt.Duration, ServerCPU: opt.ServerCPU, LoadCPU: opt.LoadCPU,
 		Depth: opt.Depth, Windows: opt.Windows}
+	m := r.res.Machine
+	fmt.Fprintf(opt.Log, "machine: %d cores, %s, %s, Linux %s, open-file limit %d, load average %s\n",
+		m.Cores, m.CPUModel, m.GoVersion, m.Kernel, m.FDLimit, m.LoadStart)
 	if runtime.NumCPU() < 2 {
 		fmt.Fprintln(opt.Log, "warning: fewer than 2 cores; server and load share one")
 	}
