@@ -1,0 +1,14 @@
+module github.com/duplexws/duplex/interop
+
+go 1.26
+
+replace github.com/duplexws/duplex => ../
+
+require (
+	github.com/coder/websocket v1.8.15
+	github.com/duplexws/duplex v0.0.0-00010101000000-000000000000
+	github.com/gorilla/websocket v1.5.3
+	go.uber.org/goleak v1.3.0
+)
+
+require github.com/klauspost/compress v1.20.4 // indirect
