@@ -16,6 +16,12 @@ import (
 // was wrong (400; 405 for another method; 426 with Sec-WebSocket-Version: 13
 // for another protocol version; 403 for a refused Origin), and Accept
 // returns a *HandshakeError.
+//
+// Over HTTP/2 Accept takes an extended CONNECT (RFC 8441), answers 200 and
+// runs the connection over the request's stream, which lives only as long
+// as the handler: close the connection before the handler returns (Open
+// does). net/http's server allows extended CONNECT only when run with
+// GODEBUG=http2xconnect=1; see package http2xconnect.
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
 	return accept(w, r, opts, nil)
 }
@@ -35,6 +41,14 @@ func accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, onClose
 	}
 	subprotocol := selectSubprotocol(r, opts.Subprotocols)
 	extensions, deflate := negotiateServerCompression(r, opts.Compression)
+
+	if r.ProtoMajor == 2 {
+		c, err := acceptHTTP2(w, r, opts, subprotocol, extensions, onClose)
+		if c != nil {
+			c.deflate = deflate
+		}
+		return c, err
+	}
 
 	netConn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -73,7 +87,7 @@ func checkUpgradeRequest(w http.ResponseWriter, r *http.Request) *HandshakeError
 		return &HandshakeError{Status: http.StatusBadRequest, Message: msg}
 	}
 	if r.ProtoMajor == 2 {
-		return &HandshakeError{Status: http.StatusHTTPVersionNotSupported, Message: "WebSocket over HTTP/2 is not supported by this server yet; use HTTP/1.1"}
+		return checkHTTP2Request(w, r) // RFC 8441, http2.go
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)

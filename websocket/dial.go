@@ -25,6 +25,9 @@ const defaultDialHandshakeTimeout = 30 * time.Second
 //
 // When the server refuses, the error is a *HandshakeError and the response
 // is returned too, its Body holding the first KiB of what the server said.
+//
+// Over HTTP/2 (see DialOptions.HTTPVersion) the response is the server's 200
+// to the extended CONNECT, with an empty Body.
 func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.Response, error) {
 	if opts == nil {
 		opts = &DialOptions{}
@@ -45,6 +48,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 		if !validToken(p) {
 			return nil, nil, &HandshakeError{Message: "invalid subprotocol name " + quote(p)}
 		}
+	}
+	if useHTTP2(u, opts) {
+		return dialHTTP2(ctx, rawURL, u, opts) // http2_dial.go
 	}
 	timeout := opts.HandshakeTimeout
 	if timeout <= 0 {

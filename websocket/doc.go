@@ -39,4 +39,10 @@
 // also answer pings and the peer's close. Idle connections hold no pooled
 // buffers: a connection waiting for a message costs its goroutine and about
 // one kilobyte.
+//
+// WebSockets also run over HTTP/2 (RFC 8441), many on one connection. Open
+// and Accept take an extended CONNECT on an HTTP/2 stream, which net/http's
+// server allows only when the program runs with GODEBUG=http2xconnect=1 or
+// imports package http2xconnect. Dial uses HTTP/2 for wss:// when the server
+// offers it and HTTP/1.1 otherwise (DialOptions.HTTPVersion forces either).
 package websocket

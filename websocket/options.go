@@ -123,11 +123,18 @@ type AcceptOptions struct {
 // DialOptions configure Dial. A nil *DialOptions gives the defaults.
 type DialOptions struct {
 	// HTTPClient sends the handshake request; its Transport decides proxies
-	// and TLS. It must not use HTTP/2 for the handshake. By default an
-	// HTTP/1.1 transport honouring the proxy environment variables is used.
-	// With a custom client, cancelling a Read's context closes the connection
-	// instead of only ending the Read.
+	// and TLS. By default a transport honouring the proxy environment
+	// variables is used. With a custom client, cancelling a Read's context
+	// closes the connection instead of only ending the Read. For HTTP/2 the
+	// Transport must be an *http.Transport: Dial uses its TLS config,
+	// dialers and timeouts, and WebSockets to one host share one HTTP/2
+	// connection per Transport.
 	HTTPClient *http.Client
+
+	// HTTPVersion chooses HTTP/1.1 (RFC 6455) or HTTP/2 (RFC 8441) for the
+	// handshake. The default, HTTPAuto, uses HTTP/2 over TLS when the server
+	// supports it and falls back to HTTP/1.1 otherwise.
+	HTTPVersion HTTPVersion
 
 	// Header is sent with the handshake request (Authorization, Cookie,
 	// Origin, User-Agent; "Host" sets the request's Host).
