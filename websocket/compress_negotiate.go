@@ -128,16 +128,21 @@ func acceptDeflate(exts []extension, co *CompressionOptions) (response string, p
 	return "", deflateParams{}, false
 }
 
-// offerDeflate is the client's offer.
+// offerDeflate is the client's offer. With a window bound below 15 it
+// makes two: the bounded one first, then the one browsers send, because some
+// servers (gorilla's, for one) cannot honour server_max_window_bits and would
+// otherwise answer wrongly or decline compression.
 func offerDeflate(co *CompressionOptions) string {
-	s := "permessage-deflate; client_max_window_bits"
-	if bits := co.maxWindowBits(); bits < 15 {
-		s = "permessage-deflate; client_max_window_bits=" + strconv.Itoa(bits) + "; server_max_window_bits=" + strconv.Itoa(bits)
-	}
+	suffix := ""
 	if co != nil && co.NoContextTakeover {
-		s += "; client_no_context_takeover; server_no_context_takeover"
+		suffix = "; client_no_context_takeover; server_no_context_takeover"
 	}
-	return s
+	plain := "permessage-deflate; client_max_window_bits" + suffix
+	if bits := co.maxWindowBits(); bits < 15 {
+		b := strconv.Itoa(bits)
+		return "permessage-deflate; client_max_window_bits=" + b + "; server_max_window_bits=" + b + suffix + ", " + plain
+	}
+	return plain
 }
 
 // checkDeflateResponse checks the server's choice against the client's
@@ -167,12 +172,9 @@ func checkDeflateResponse(exts []extension, co *CompressionOptions) (deflatePara
 		p.sendWindowBits = min(o.clientMaxBits, maxBits)
 	}
 	if o.serverMaxBits > 0 {
-		if maxBits < 15 && o.serverMaxBits > maxBits {
-			return p, "the server's server_max_window_bits is larger than offered"
-		}
+		// Either our bounded offer, answered with its bound or less, or the
+		// plain one, where the server may announce any smaller window.
 		p.recvWindowBits = o.serverMaxBits
-	} else if maxBits < 15 {
-		return p, "the server ignored server_max_window_bits"
 	}
 	return p, ""
 }

@@ -96,8 +96,11 @@ func TestClientDeflateNegotiation(t *testing.T) {
 			deflateParams{recvNoTakeover: true, sendWindowBits: 9, recvWindowBits: 15}},
 		{"permessage-deflate; client_no_context_takeover; server_max_window_bits=10", CompressionOptions{}, true,
 			deflateParams{sendNoTakeover: true, sendWindowBits: 13, recvWindowBits: 10}},
-		{"permessage-deflate; server_max_window_bits=14", CompressionOptions{}, false, deflateParams{}},               // above the offer
-		{"permessage-deflate", CompressionOptions{}, false, deflateParams{}},                                          // ignored server_max_window_bits
+		// Answers to the second, plain offer.
+		{"permessage-deflate; server_max_window_bits=14", CompressionOptions{}, true, deflateParams{sendWindowBits: 13, recvWindowBits: 14}},
+		{"permessage-deflate", CompressionOptions{}, true, deflateParams{sendWindowBits: 13, recvWindowBits: 15}},
+		{"permessage-deflate; server_no_context_takeover; client_no_context_takeover", CompressionOptions{}, true,
+			deflateParams{sendNoTakeover: true, recvNoTakeover: true, sendWindowBits: 13, recvWindowBits: 15}},
 		{"permessage-deflate; client_max_window_bits", CompressionOptions{MaxWindowBits: 15}, false, deflateParams{}}, // needs a value
 		{"permessage-deflate; bogus", CompressionOptions{}, false, deflateParams{}},
 		{"permessage-deflate, permessage-deflate", CompressionOptions{}, false, deflateParams{}},
@@ -114,6 +117,27 @@ func TestClientDeflateNegotiation(t *testing.T) {
 		}
 		if tc.ok && d.params != tc.p {
 			t.Errorf("response %q: params %+v, want %+v", tc.resp, d.params, tc.p)
+		}
+	}
+}
+
+func TestClientDeflateOffer(t *testing.T) {
+	for _, tc := range []struct {
+		opts CompressionOptions
+		want string
+	}{
+		{CompressionOptions{}, "permessage-deflate; client_max_window_bits=13; server_max_window_bits=13, permessage-deflate; client_max_window_bits"},
+		{CompressionOptions{MaxWindowBits: 15}, "permessage-deflate; client_max_window_bits"},
+		{CompressionOptions{MaxWindowBits: 15, NoContextTakeover: true}, "permessage-deflate; client_max_window_bits; client_no_context_takeover; server_no_context_takeover"},
+	} {
+		if got := offerDeflate(&tc.opts); got != tc.want {
+			t.Errorf("%+v: offer %q, want %q", tc.opts, got, tc.want)
+		}
+		// Our own server must accept the offer.
+		r, _ := http.NewRequest("GET", "http://x/", nil)
+		r.Header.Set("Sec-WebSocket-Extensions", offerDeflate(&tc.opts))
+		if resp, _ := negotiateServerCompression(r, &tc.opts); resp == "" {
+			t.Errorf("%+v: our server declines our offer", tc.opts)
 		}
 	}
 }

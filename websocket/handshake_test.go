@@ -182,7 +182,8 @@ func TestDialChecksResponse(t *testing.T) {
 		"no upgrade":            func(h http.Header) { h.Del("Upgrade") },
 		"no connection":         func(h http.Header) { h.Set("Connection", "close") },
 		"unoffered subprotocol": func(h http.Header) { h.Set("Sec-WebSocket-Protocol", "x") },
-		"unoffered extension":   func(h http.Header) { h.Set("Sec-WebSocket-Extensions", "permessage-deflate") },
+		"unoffered extension":   func(h http.Header) { h.Set("Sec-WebSocket-Extensions", "x-webkit-deflate-frame") },
+		"bad deflate answer":    func(h http.Header) { h.Set("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits") },
 	}
 	for name, edit := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -470,12 +470,19 @@ func parseClosePayload(p []byte) (*CloseError, error) {
 	return &CloseError{Code: code, Reason: string(p[2:])}, nil
 }
 
-// fail sends the close frame for a protocol violation, waits (bounded) for
-// the peer's answer and closes the connection (RFC 6455 §7.1.7).
+// fail sends the close frame for a protocol violation and closes the
+// connection (RFC 6455 §7.1.7). Nothing the peer sends after that is acted
+// on. Before closing, the connection is half-closed and drained until the
+// peer's close frame or EOF, for at most a second: closing a socket with
+// unread data resets the connection, and the reset can destroy our close
+// frame before the peer has read it.
 func (c *Conn) fail(code StatusCode, reason string) *CloseError {
 	ce := &CloseError{Code: code, Reason: reason}
 	if c.writeClose(code, reason) == nil {
-		c.drainUntilClose(time.Now().Add(c.cfg.closeTimeout))
+		if cw, ok := c.addr.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		c.drainUntilClose(time.Now().Add(min(c.cfg.closeTimeout, time.Second)))
 	}
 	c.CloseNow()
 	return ce
