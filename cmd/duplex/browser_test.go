@@ -27,6 +27,7 @@ const countSockets = `(() => {
 	const sockets = [];
 	window.__liveSockets = () => sockets.filter(s => s.readyState <= Native.OPEN).length;
 	window.__socketsCreated = () => sockets.length;
+	window.__extensions = () => sockets.filter(s => s.readyState === Native.OPEN).map(s => s.extensions).join(" | ");
 	window.WebSocket = class extends Native {
 		constructor(...args) { super(...args); sockets.push(this); }
 	};
@@ -168,6 +169,15 @@ func TestBrowserChat(t *testing.T) {
 		t.Errorf("input after Enter = %q, want it cleared", got)
 	}
 
+	// Chromium offers permessage-deflate and the server accepts it: a message
+	// above the compression threshold goes compressed both ways.
+	if got := evaluate(`window.__extensions()`); !strings.HasPrefix(got, "permessage-deflate") {
+		t.Errorf("negotiated extensions %q, want permessage-deflate", got)
+	}
+	long := strings.Repeat("compressed both ways ", 8)
+	step("typing a long message", 20*time.Second, chromedp.SendKeys(chromedp.CSS("#chat"), long+"\r"))
+	waitFor("the echo of the long message is shown", 10*time.Second, echoed(long))
+
 	// 3. Going online or becoming visible again while connected opens no second socket.
 	if got := evaluate(`window.dispatchEvent(new Event("online"));
 		document.dispatchEvent(new Event("visibilitychange"));
@@ -191,8 +201,8 @@ func TestBrowserChat(t *testing.T) {
 	step("typing a message after the restart", 10*time.Second,
 		chromedp.SendKeys(chromedp.CSS("#chat"), "hello again\r"))
 	waitFor("the echo after the restart is shown", 10*time.Second, echoed("hello again"))
-	if got := evaluate(`String(document.querySelectorAll("#response pre").length)`); got != "2" {
-		t.Errorf("%s <pre> elements, want 2 (no reload, no duplicate replies)", got)
+	if got := evaluate(`String(document.querySelectorAll("#response pre").length)`); got != "3" {
+		t.Errorf("%s <pre> elements, want 3 (no reload, no duplicate replies)", got)
 	}
 	if got := evaluate(`String(window.__sameDocument)`); got != "yes" {
 		t.Errorf("the page was reloaded (window.__sameDocument = %s), want the same document", got)
