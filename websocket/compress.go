@@ -26,6 +26,7 @@ type deflater struct {
 
 	sendHist []byte // with context takeover: the end of what was compressed
 	out      sliceWriter
+	outBuf   *[]byte // the pooled buffer behind out, held while a message is sent
 
 	recvHist []byte // with context takeover: the end of what was inflated
 	fr       io.ReadCloser
@@ -115,21 +116,31 @@ func (d *deflater) remember(p []byte) {
 	}
 }
 
-// compress returns p compressed as one message payload, in a buffer that
-// stays valid until the next compression.
+// compress returns p compressed as one message payload, in a pooled buffer
+// that stays valid until releaseOut.
 func (d *deflater) compress(p []byte) []byte {
-	d.out.b = d.out.b[:0]
+	d.takeOut()
 	fw := d.startMessage()
 	fw.Write(p)
 	fw.Flush()
 	d.endMessage(fw)
 	d.remember(p)
-	out := bytes.TrimSuffix(d.out.b, deflateTail)
-	if cap(d.out.b) > maxPooledWriteBuffer {
-		d.out.b = nil // do not keep a burst's buffer for the connection's life
-		return out
+	return bytes.TrimSuffix(d.out.b, deflateTail)
+}
+
+// takeOut gives out a pooled buffer for one message's compressed bytes.
+func (d *deflater) takeOut() {
+	d.outBuf = getWriteBuffer()
+	d.out.b = (*d.outBuf)[:0]
+}
+
+// releaseOut returns the buffer, so an idle connection holds none.
+func (d *deflater) releaseOut() {
+	if d.outBuf != nil {
+		*d.outBuf = d.out.b
+		putWriteBuffer(d.outBuf)
+		d.outBuf, d.out.b = nil, nil
 	}
-	return out
 }
 
 // appendHistory appends p to the sliding window hist, keeping its last size

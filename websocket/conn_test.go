@@ -278,7 +278,11 @@ func TestIdleConnectionHoldsNoBuffers(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			c.SendBinary(msg.Data)
+			if msg.Type == MessageText {
+				c.SendText(msg.Data)
+			} else {
+				c.SendBinary(msg.Data)
+			}
 			if err := c.Flush(); err != nil {
 				return err
 			}
@@ -288,10 +292,15 @@ func TestIdleConnectionHoldsNoBuffers(t *testing.T) {
 	srv := <-conns
 	ctx := testCtx(t)
 	for _, n := range []int{10, 100 << 10} {
-		c.Write(ctx, MessageBinary, make([]byte, n))
-		if _, err := c.Read(ctx); err != nil {
-			t.Fatal(err)
+		for _, typ := range []MessageType{MessageBinary, MessageText} { // text is compressed
+			c.Write(ctx, typ, bytes.Repeat([]byte("a"), n))
+			if _, err := c.Read(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
+	}
+	if srv.deflate == nil || !srv.rs.compressed {
+		t.Fatal("compression was not used")
 	}
 	time.Sleep(20 * time.Millisecond) // let the server's Read block again
 	srv.wmu.Lock()
@@ -302,6 +311,11 @@ func TestIdleConnectionHoldsNoBuffers(t *testing.T) {
 	}
 	if c.wbuf != nil || c.rb.big != nil {
 		t.Error("client holds a buffer while idle")
+	}
+	for _, conn := range []*Conn{c, srv} {
+		if d := conn.deflate; d.outBuf != nil || d.out.b != nil || d.fr != nil {
+			t.Error("a connection holds a compression buffer or decompressor while idle")
+		}
 	}
 }
 

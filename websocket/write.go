@@ -59,13 +59,17 @@ func (c *Conn) send(ctx context.Context, op opcode, p []byte, flush bool) error 
 		return err
 	}
 	var rsv byte
-	if c.deflate.wants(op, len(p)) {
+	compressed := c.deflate.wants(op, len(p))
+	if compressed {
 		// Compress outside wmu, so pongs and closes need not wait for it.
 		p, rsv = c.deflate.compress(p), bitRSV1
 	}
 	c.wmu.Lock()
 	err := c.writeFrameLocked(ctx, true, op, rsv, p, flush)
 	c.wmu.Unlock()
+	if compressed {
+		c.deflate.releaseOut()
+	}
 	<-c.msgSem
 	return err
 }
@@ -244,7 +248,7 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	}
 	w := &messageWriter{c: c, ctx: ctx, op: opcode(typ)}
 	if c.deflate.wants(w.op, math.MaxInt) {
-		c.deflate.out.b = c.deflate.out.b[:0]
+		c.deflate.takeOut()
 		w.fw, w.rsv = c.deflate.startMessage(), bitRSV1
 	}
 	return w, nil
@@ -337,6 +341,7 @@ func (w *messageWriter) Close() error {
 		d.endMessage(w.fw)
 		w.fw = nil
 		p = bytes.TrimSuffix(d.out.b, deflateTail)
+		defer d.releaseOut()
 	}
 	err := w.frame(true, p)
 	if w.buf != nil {
