@@ -259,5 +259,8 @@ func handshakeClient(c *http.Client) *http.Client {
 	}
 	cc := *c
 	cc.Transport = t
+	// Dial bounds the handshake itself; Client.Timeout would wrap the 101's
+	// body, which is the connection, and hide it.
+	cc.Timeout = 0
 	return &cc
 }

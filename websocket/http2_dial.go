@@ -547,6 +547,7 @@ func clientOverConn(c *http.Client, conn net.Conn) (*http.Client, func() bool) {
 	if c != nil {
 		*cc = *c
 	}
+	cc.Timeout = 0 // see handshakeClient
 	cc.Transport = &http.Transport{
 		DialTLSContext:    dial,
 		DisableKeepAlives: true,

@@ -209,6 +209,23 @@ func TestHTTP2AutoChoosesHTTP2(t *testing.T) {
 	c.Close(websocket.StatusNormalClosure, "")
 }
 
+// An http.Client with a Timeout works for Dial: the Timeout would wrap the
+// 101 response's body, which is the connection.
+func TestDialWithClientTimeout(t *testing.T) {
+	srv := startH2Server(t, echoHandler(nil, nil), false) // HTTP/1.1: the fallback runs over the dialed connection
+	ctx := testCtx(t)
+	client := srv.client()
+	client.Timeout = time.Minute
+	for _, v := range []websocket.HTTPVersion{websocket.HTTP1, websocket.HTTPAuto} {
+		c, resp := dialH2(t, ctx, srv.wsURL("/"), &websocket.DialOptions{HTTPClient: client, HTTPVersion: v})
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("%v: %s", v, resp.Status)
+		}
+		echoOnce(t, ctx, c, websocket.MessageText, []byte("hi"))
+		c.Close(websocket.StatusNormalClosure, "")
+	}
+}
+
 func TestHTTP2Ping(t *testing.T) {
 	srv := startH2Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		websocket.Open(w, r, nil, func(ctx context.Context, c *websocket.Conn) error {

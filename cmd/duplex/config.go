@@ -14,6 +14,7 @@ type config struct {
 	addr           string
 	allowedOrigins []string
 	logLevel       slog.Level
+	tls            tlsOptions // tls.go
 }
 
 // usageError is a bad flag or environment value.
@@ -41,6 +42,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 			`e.g. "*.example.com,http://localhost:*" (env DUPLEX_ALLOWED_ORIGINS)`)
 	level := fs.String("log-level", env("DUPLEX_LOG_LEVEL", "info"),
 		"`level` of the logs: debug, info, warn or error (env DUPLEX_LOG_LEVEL)")
+	readTLS := addTLSFlags(fs, getenv)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index, WebSocket /chat/connect, GET /healthz.\n\n")
 		fs.PrintDefaults()
@@ -78,5 +80,10 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	default:
 		return config{}, usageError{fmt.Errorf("-log-level: %q is not one of debug, info, warn, error", *level)}
 	}
+	tlsOpts, err := readTLS()
+	if err != nil {
+		return config{}, usageError{err}
+	}
+	cfg.tls = tlsOpts
 	return cfg, nil
 }

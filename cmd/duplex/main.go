@@ -2,9 +2,17 @@
 //
 //	go run ./cmd/duplex                       # http://localhost:9292/
 //	go run ./cmd/duplex -addr 127.0.0.1:8080 -log-level debug
+//	go run ./cmd/duplex -tls                  # https://localhost:9292/, HTTP/2 and HTTP/1.1
 //
 // Every flag has an environment twin (DUPLEX_ADDR, DUPLEX_ALLOWED_ORIGINS,
-// DUPLEX_LOG_LEVEL); a flag on the command line wins over its variable.
+// DUPLEX_LOG_LEVEL, DUPLEX_TLS, DUPLEX_CERT, DUPLEX_KEY, DUPLEX_H2C); a flag
+// on the command line wins over its variable.
+//
+// With -tls the server speaks HTTPS, HTTP/2 and HTTP/1.1 chosen by ALPN,
+// with the certificate of -cert and -key or a self-signed development
+// certificate for localhost made at start. Browsers open the chat's
+// WebSocket over HTTP/2 (RFC 8441): the binary turns on net/http's extended
+// CONNECT itself, by importing websocket/http2xconnect.
 // SIGINT or SIGTERM shuts the server down gracefully: it stops accepting,
 // closes every WebSocket with 1001 "going away", waits for the handlers (at
 // most ten seconds) and exits with status 0.
@@ -18,6 +26,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	_ "github.com/duplexws/duplex/websocket/http2xconnect" // WebSockets over HTTP/2
 )
 
 func main() {

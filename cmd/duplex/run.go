@@ -45,21 +45,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	mux.Handle("/", chatServer)
 
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           logRequests(logger, mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		// No ReadTimeout or WriteTimeout: they would cut long-lived WebSockets.
+	}
+	scheme, err := setupTLS(srv, cfg.tls, logger) // tls.go
+	if err != nil {
+		return err
 	}
 
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "allowed_origins", cfg.allowedOrigins)
+	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "allowed_origins", cfg.allowedOrigins)
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- serve(srv, ln) }()
 
 	select {
 	case err := <-serveErr:
