@@ -21,7 +21,10 @@ import (
 // runs the connection over the request's stream, which lives only as long
 // as the handler: close the connection before the handler returns (Open
 // does). net/http's server allows extended CONNECT only when run with
-// GODEBUG=http2xconnect=1; see package http2xconnect.
+// GODEBUG=http2xconnect=1; see package http2xconnect. Go's HTTP/2 clients,
+// Dial among them, hold a write buffer per WebSocket as big as the server's
+// largest frame, 512 KiB with net/http's default: set the http.Server's
+// HTTP2.MaxReadFrameSize to 16 KiB to make that 16 KiB.
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
 	return accept(w, r, opts, nil)
 }

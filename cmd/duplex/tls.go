@@ -85,6 +85,13 @@ func addTLSFlags(fs *flag.FlagSet, getenv func(string) string) func() (tlsOption
 func setupTLS(srv *http.Server, o tlsOptions, logger *slog.Logger) (string, error) {
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
+	if o.enabled || o.h2c {
+		// Go's HTTP/2 clients (websocket.Dial among them) hold, per stream
+		// with a body of unknown length, a write buffer as big as the frames
+		// the server accepts: 512 KiB with net/http's default of 1 MiB. A
+		// WebSocket keeps its stream open, so accept HTTP/2's default 16 KiB.
+		srv.HTTP2 = &http.HTTP2Config{MaxReadFrameSize: 16 << 10}
+	}
 	switch {
 	case o.enabled:
 		var cert tls.Certificate

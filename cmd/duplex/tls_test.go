@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -75,6 +76,20 @@ func TestParseTLSConfig(t *testing.T) {
 	for _, want := range []string{"-tls", "-cert", "-key", "-h2c", "DUPLEX_TLS", "DUPLEX_CERT", "DUPLEX_KEY", "DUPLEX_H2C"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %s:\n%s", want, out.String())
+		}
+	}
+}
+
+// Go's HTTP/2 clients hold a write buffer per stream as big as the
+// server's largest frame; duplex keeps that at HTTP/2's 16 KiB.
+func TestSetupTLSFrameSize(t *testing.T) {
+	for _, o := range []tlsOptions{{enabled: true}, {h2c: true}} {
+		srv := &http.Server{}
+		if _, err := setupTLS(srv, o, slog.New(slog.DiscardHandler)); err != nil {
+			t.Fatal(err)
+		}
+		if srv.HTTP2 == nil || srv.HTTP2.MaxReadFrameSize != 16<<10 {
+			t.Errorf("%+v: HTTP2 config %+v, want MaxReadFrameSize 16 KiB", o, srv.HTTP2)
 		}
 	}
 }
