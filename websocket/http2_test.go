@@ -488,6 +488,37 @@ func TestHTTP2WriteTimeout(t *testing.T) {
 	}
 }
 
+// The client's side of the same: a server that reads nothing.
+func TestHTTP2ClientWriteTimeout(t *testing.T) {
+	ended := make(chan error, 1)
+	srv := startH2Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ended <- websocket.Open(w, r, nil, func(ctx context.Context, c *websocket.Conn) error {
+			<-ctx.Done() // reads nothing: the stream's window fills
+			return ctx.Err()
+		})
+	}), true)
+	ctx := testCtx(t)
+	c, _ := dialH2(t, ctx, srv.wsURL("/"), &websocket.DialOptions{
+		HTTPClient: srv.client(), HTTPVersion: websocket.HTTP2,
+		Options: websocket.Options{WriteTimeout: 200 * time.Millisecond},
+	})
+	p := make([]byte, 64<<10)
+	var err error
+	for err == nil {
+		c.SendBinary(p)
+		err = c.Flush()
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("client's flood ended with %v, want a write timeout", err)
+	}
+	// The stream was reset: the server's handler ends.
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		t.Fatal("the server's handler did not end")
+	}
+}
+
 func TestHTTP2SubprotocolCompressionOrigin(t *testing.T) {
 	srv := startH2Server(t, echoHandler(&websocket.AcceptOptions{Subprotocols: []string{"chat.v2", "chat.v1"}}, nil), true)
 	ctx := testCtx(t)
