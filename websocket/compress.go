@@ -136,7 +136,7 @@ func (d *deflater) takeOut() {
 
 // releaseOut returns the buffer, so an idle connection holds none.
 func (d *deflater) releaseOut() {
-	if d.outBuf != nil {
+	if d != nil && d.outBuf != nil {
 		*d.outBuf = d.out.b
 		putWriteBuffer(d.outBuf)
 		d.outBuf, d.out.b = nil, nil

@@ -341,9 +341,9 @@ func (w *messageWriter) Close() error {
 		d.endMessage(w.fw)
 		w.fw = nil
 		p = bytes.TrimSuffix(d.out.b, deflateTail)
-		defer d.releaseOut()
 	}
 	err := w.frame(true, p)
+	w.c.deflate.releaseOut() // before msgSem: the next message may take it
 	if w.buf != nil {
 		putWriteBuffer(w.buf)
 		w.buf = nil
