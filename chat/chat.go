@@ -26,6 +26,10 @@ type Options struct {
 	// dead peers and idle-killing proxies are noticed.
 	PingInterval time.Duration
 
+	// PongTimeout is how long a pong may take before the connection is
+	// closed; 0 means PingInterval.
+	PongTimeout time.Duration
+
 	// Logger receives one line when a connection opens and one when it closes.
 	// Nil discards them.
 	Logger *slog.Logger
@@ -63,6 +67,7 @@ func New(opts Options) *Server {
 			Options: websocket.Options{
 				ReadLimit:    ReadLimit,
 				PingInterval: opts.PingInterval,
+				PongTimeout:  opts.PongTimeout,
 			},
 		},
 	}

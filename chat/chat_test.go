@@ -382,7 +382,8 @@ func TestPages(t *testing.T) {
 func TestKeepalive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	defer cancel()
-	ts, _ := startServer(t, chat.Options{PingInterval: 10 * time.Millisecond})
+	// Many pings, each with a pong timeout generous enough for a loaded CI machine.
+	ts, _ := startServer(t, chat.Options{PingInterval: 10 * time.Millisecond, PongTimeout: testTimeout})
 	c := dial(t, ctx, ts, sameOrigin(ts))
 
 	// The client answers pings only while it reads: read in the background.
