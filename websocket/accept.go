@@ -105,12 +105,8 @@ func checkUpgradeRequest(w http.ResponseWriter, r *http.Request) *HandshakeError
 	if !headerHasToken(r.Header, "Upgrade", "websocket") {
 		return bad(`this endpoint speaks WebSocket: the request's Upgrade header must contain "websocket"`)
 	}
-	switch v := r.Header.Values("Sec-WebSocket-Version"); {
-	case len(v) == 0:
-		return bad("the request has no Sec-WebSocket-Version header")
-	case len(v) > 1 || strings.TrimSpace(v[0]) != "13":
-		w.Header().Set("Sec-WebSocket-Version", "13")
-		return &HandshakeError{Status: http.StatusUpgradeRequired, Message: "unsupported WebSocket version " + quote(strings.Join(v, ", ")) + "; this server speaks version 13"}
+	if herr := checkVersion(w, r); herr != nil {
+		return herr
 	}
 	keys := r.Header.Values("Sec-WebSocket-Key")
 	switch {
@@ -118,6 +114,19 @@ func checkUpgradeRequest(w http.ResponseWriter, r *http.Request) *HandshakeError
 		return bad("the request has no Sec-WebSocket-Key header")
 	case len(keys) > 1 || !validKey(strings.TrimSpace(keys[0])):
 		return bad("the Sec-WebSocket-Key header must be the base64 form of 16 bytes")
+	}
+	return nil
+}
+
+// checkVersion requires Sec-WebSocket-Version 13 (RFC 6455 §4.2.2, RFC 8441
+// §5), answering another version with 426 and the version spoken.
+func checkVersion(w http.ResponseWriter, r *http.Request) *HandshakeError {
+	switch v := r.Header.Values("Sec-WebSocket-Version"); {
+	case len(v) == 0:
+		return &HandshakeError{Status: http.StatusBadRequest, Message: "the request has no Sec-WebSocket-Version header"}
+	case len(v) > 1 || strings.TrimSpace(v[0]) != "13":
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		return &HandshakeError{Status: http.StatusUpgradeRequired, Message: "unsupported WebSocket version " + quote(strings.Join(v, ", ")) + "; this server speaks version 13"}
 	}
 	return nil
 }

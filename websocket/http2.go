@@ -51,14 +51,7 @@ func checkHTTP2Request(w http.ResponseWriter, r *http.Request) *HandshakeError {
 	case !strings.EqualFold(p, "websocket"):
 		return bad("the extended CONNECT asks for protocol " + quote(p) + "; this endpoint speaks websocket")
 	}
-	switch v := r.Header.Values("Sec-WebSocket-Version"); {
-	case len(v) == 0:
-		return bad("the request has no Sec-WebSocket-Version header")
-	case len(v) > 1 || strings.TrimSpace(v[0]) != "13":
-		w.Header().Set("Sec-WebSocket-Version", "13")
-		return &HandshakeError{Status: http.StatusUpgradeRequired, Message: "unsupported WebSocket version " + quote(strings.Join(v, ", ")) + "; this server speaks version 13"}
-	}
-	return nil
+	return checkVersion(w, r)
 }
 
 // acceptHTTP2 answers an extended CONNECT that passed the checks and returns

@@ -308,7 +308,7 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 		p = p[:c.rs.remaining]
 	}
 	var n int
-	if c.rs.rbEmpty(&c.rb) && len(p) >= smallReadSize {
+	if c.rb.buffered() == 0 && len(p) >= smallReadSize {
 		// Large payloads go straight from the transport to the caller.
 		var err error
 		n, err = c.rb.src.Read(p)
@@ -345,20 +345,25 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 	return n, nil
 }
 
-func (s *readState) rbEmpty(b *readBuffer) bool { return b.buffered() == 0 }
+// peekHeader buffers and parses the next frame header without consuming it,
+// so that a read interrupted half-way leaves the stream where it was.
+func (c *Conn) peekHeader() (frameHeader, int, error) {
+	if err := c.rb.ensure(2); err != nil {
+		return frameHeader{}, 0, err
+	}
+	hlen := frameHeaderSize(c.rb.bytes()[1])
+	if err := c.rb.ensure(hlen); err != nil {
+		return frameHeader{}, 0, err
+	}
+	h, _, err := parseFrameHeader(c.rb.bytes())
+	return h, hlen, err
+}
 
 // nextFrame reads frame headers until a data frame begins or continues,
 // handling the control frames it meets.
 func (c *Conn) nextFrame() error {
 	for {
-		if err := c.rb.ensure(2); err != nil {
-			return err
-		}
-		hlen := frameHeaderSize(c.rb.bytes()[1])
-		if err := c.rb.ensure(hlen); err != nil {
-			return err
-		}
-		h, _, err := parseFrameHeader(c.rb.bytes())
+		h, hlen, err := c.peekHeader()
 		if err != nil {
 			return err
 		}
@@ -502,15 +507,9 @@ func (c *Conn) drainUntilClose(deadline time.Time) error {
 	}
 	c.rs.remaining, c.rs.inMessage = 0, false
 	for {
-		if err := c.rb.ensure(2); err != nil {
-			return err
-		}
-		hlen := frameHeaderSize(c.rb.bytes()[1])
-		if err := c.rb.ensure(hlen); err != nil {
-			return err
-		}
-		h, _, err := parseFrameHeader(c.rb.bytes())
-		if err != nil && h.length <= 0 {
+		h, hlen, err := c.peekHeader()
+		var pe *protocolError
+		if err != nil && (!errors.As(err, &pe) || h.length <= 0) {
 			return err
 		}
 		c.rb.consume(hlen)
