@@ -2,7 +2,8 @@ package websocket_test
 
 // Raw-peer helpers for the Autobahn-style conformance suite (conformance_*_test.go).
 //
-// Every case runs twice:
+// Every case runs four times: against our server and our client, over HTTP/1.1 (TCP) and over
+// HTTP/2 (RFC 8441):
 //
 //   - "server/<case>": our server (websocket.Open behind httptest.NewServer, echoing every message)
 //     is driven by a raw TCP client that does the opening handshake by hand and writes hand-built,
@@ -10,12 +11,15 @@ package websocket_test
 //   - "client/<case>": our client (websocket.Dial, echoing every message) is driven by a raw TCP
 //     server that answers the handshake by hand (it computes Sec-WebSocket-Accept itself) and
 //     writes hand-built, unmasked frames, as Autobahn's fuzzingserver does.
+//   - "server-h2/<case>" and "client-h2/<case>": the same over an HTTP/2 stream opened by an
+//     extended CONNECT; the raw peer's bytes are the stream's DATA (conformance_h2_test.go).
 //
 // The raw peer parses every frame our side sends and checks it against RFC 6455 (masking
 // direction, RSV bits, opcodes, minimal length encoding, control-frame rules), then the case
 // asserts the exact sequence of messages, pongs and close frames, and finally that the TCP
-// connection gets closed. Nothing here uses timing as an assertion: every wait is bounded by
-// a deadline only so that a broken implementation cannot hang the suite.
+// connection gets closed (over HTTP/2: that the stream ends, with END_STREAM or RST_STREAM).
+// Nothing here uses timing as an assertion: every wait is bounded by a deadline only so that a
+// broken implementation cannot hang the suite.
 
 import (
 	"bufio"
@@ -32,6 +36,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -120,11 +125,21 @@ type ourEnd struct {
 	release chan struct{} // closed at the end of the case (see endpointConfig.hold)
 }
 
+// rawConn is the raw peer's connection to our side: a TCP connection, or an HTTP/2 stream
+// with emulated deadlines (h2Stream, conformance_h2_test.go).
+type rawConn interface {
+	io.ReadWriteCloser
+	SetDeadline(time.Time) error
+	SetReadDeadline(time.Time) error
+	SetWriteDeadline(time.Time) error
+}
+
 // peer is the raw side of one case.
 type peer struct {
 	t    *testing.T
 	side side // the side under test
-	conn net.Conn
+	h2   bool // over an HTTP/2 stream rather than a TCP connection
+	conn rawConn
 	br   *bufio.Reader
 	rng  *rand.Rand
 	our  *ourEnd
@@ -148,26 +163,44 @@ type conformanceCase struct {
 	run  func(p *peer)
 }
 
-// runCases runs every case against our server and our client: subtests "server/<id>", "client/<id>".
+// transports are what every case runs over: HTTP/1.1, where the raw peer owns the TCP
+// connection, and HTTP/2, where it owns one stream (conformance_h2_test.go).
+var transports = []struct {
+	suffix string // of the subtest's name: "server" + suffix
+	start  func(t *testing.T, s side, cfg endpointConfig) *peer
+}{
+	{"", startPeer},
+	{"-h2", startH2Peer},
+}
+
+// runCases runs every case against our server and our client, over both transports: subtests
+// "server/<id>", "client/<id>", "server-h2/<id>", "client-h2/<id>". The four run at the same time
+// (much of a case's time is spent waiting for our side), the cases of each one after another.
 func runCases(t *testing.T, cases []conformanceCase) {
 	t.Helper()
-	for _, s := range bothSides {
-		t.Run(string(s), func(t *testing.T) {
-			for _, c := range cases {
-				if c.only != "" && c.only != s {
-					continue
-				}
-				t.Run(c.id, func(t *testing.T) {
-					cfg := defaultConfig()
-					if c.cfg != nil {
-						c.cfg(&cfg)
+	var wg sync.WaitGroup
+	for _, tr := range transports {
+		for _, s := range bothSides {
+			wg.Go(func() {
+				t.Run(string(s)+tr.suffix, func(t *testing.T) {
+					for _, c := range cases {
+						if c.only != "" && c.only != s {
+							continue
+						}
+						t.Run(c.id, func(t *testing.T) {
+							cfg := defaultConfig()
+							if c.cfg != nil {
+								c.cfg(&cfg)
+							}
+							p := tr.start(t, s, cfg)
+							c.run(p)
+						})
 					}
-					p := startPeer(t, s, cfg)
-					c.run(p)
 				})
-			}
-		})
+			})
+		}
 	}
+	wg.Wait()
 }
 
 // startPeer starts our endpoint on side s and returns the raw peer connected to it, after the
@@ -254,9 +287,33 @@ func echoLoop(ctx context.Context, c *websocket.Conn, cfg endpointConfig) error 
 func startServerPeer(t *testing.T, cfg endpointConfig) *peer {
 	t.Helper()
 	our := newOurEnd()
+	ts := httptest.NewServer(ourServer(cfg, our))
+	conn, err := net.DialTimeout("tcp", ts.Listener.Addr().String(), ioTimeout)
+	if err != nil {
+		ts.Close()
+		t.Fatalf("dial test server: %v", err)
+	}
+	p := &peer{t: t, side: serverSide, conn: conn, br: bufio.NewReaderSize(conn, 64<<10),
+		rng: rand.New(rand.NewSource(time.Now().UnixNano())), our: our}
+	t.Cleanup(func() {
+		close(our.release)
+		conn.Close()
+		select {
+		case <-our.done:
+		case <-time.After(finishTimeout):
+			t.Errorf("our server's handler did not finish within %v after the case ended", finishTimeout)
+		}
+		ts.Close()
+	})
+	p.clientHandshake(ts.Listener.Addr().String())
+	return p
+}
+
+// ourServer is our server under test: websocket.Open running the echo loop, for one connection.
+func ourServer(cfg endpointConfig, our *ourEnd) http.Handler {
 	var handlerRan atomic.Bool
 	var served atomic.Bool
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !served.CompareAndSwap(false, true) {
 			http.Error(w, "one connection per case", http.StatusServiceUnavailable)
 			return
@@ -280,26 +337,7 @@ func startServerPeer(t *testing.T, cfg endpointConfig) *peer {
 		if !handlerRan.Load() {
 			our.errc <- fmt.Errorf("websocket.Open returned without running the handler: %v", openErr)
 		}
-	}))
-	conn, err := net.DialTimeout("tcp", ts.Listener.Addr().String(), ioTimeout)
-	if err != nil {
-		ts.Close()
-		t.Fatalf("dial test server: %v", err)
-	}
-	p := &peer{t: t, side: serverSide, conn: conn, br: bufio.NewReaderSize(conn, 64<<10),
-		rng: rand.New(rand.NewSource(time.Now().UnixNano())), our: our}
-	t.Cleanup(func() {
-		close(our.release)
-		conn.Close()
-		select {
-		case <-our.done:
-		case <-time.After(finishTimeout):
-			t.Errorf("our server's handler did not finish within %v after the case ended", finishTimeout)
-		}
-		ts.Close()
 	})
-	p.clientHandshake(ts.Listener.Addr().String())
-	return p
 }
 
 // clientHandshake writes an opening handshake request (RFC 6455 section 4.1) and checks the 101.
@@ -351,26 +389,7 @@ func startClientPeer(t *testing.T, cfg endpointConfig) *peer {
 	our := newOurEnd()
 	dialed := make(chan struct{})
 	url := "ws://" + ln.Addr().String() + "/echo"
-	go func() {
-		defer close(our.done)
-		ctx, cancel := context.WithTimeout(context.Background(), endpointTimeout)
-		defer cancel()
-		c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Options: cfg.opts})
-		if err != nil {
-			our.errc <- fmt.Errorf("websocket.Dial: %w", err)
-			return
-		}
-		close(dialed)
-		err = echoLoop(ctx, c, cfg)
-		our.errc <- err
-		if cfg.hold {
-			select {
-			case <-our.release:
-			case <-time.After(endpointTimeout):
-			}
-		}
-		c.CloseNow()
-	}()
+	go runOurClient(url, &websocket.DialOptions{Options: cfg.opts}, cfg, our, dialed)
 
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(ioTimeout))
 	conn, err := ln.Accept()
@@ -399,6 +418,29 @@ func startClientPeer(t *testing.T, cfg endpointConfig) *peer {
 		t.Fatalf("websocket.Dial did not return within %v after the 101 response", ioTimeout)
 	}
 	return p
+}
+
+// runOurClient is our client under test: websocket.Dial, then the echo loop. It closes dialed
+// once connected, and our.done when it has finished.
+func runOurClient(url string, opts *websocket.DialOptions, cfg endpointConfig, our *ourEnd, dialed chan struct{}) {
+	defer close(our.done)
+	ctx, cancel := context.WithTimeout(context.Background(), endpointTimeout)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, opts)
+	if err != nil {
+		our.errc <- fmt.Errorf("websocket.Dial: %w", err)
+		return
+	}
+	close(dialed)
+	err = echoLoop(ctx, c, cfg)
+	our.errc <- err
+	if cfg.hold {
+		select {
+		case <-our.release:
+		case <-time.After(endpointTimeout):
+		}
+	}
+	c.CloseNow()
 }
 
 func drain(c chan error) error {
@@ -737,7 +779,7 @@ func (p *peer) timeout() time.Duration {
 
 // event kinds besides the opcodes.
 const (
-	evClosed  byte = 0xf0 // TCP connection closed (EOF or reset)
+	evClosed  byte = 0xf0 // TCP connection closed (EOF or reset); over HTTP/2: the stream ended (END_STREAM or RST_STREAM)
 	evTimeout byte = 0xf1 // nothing within ioTimeout
 	evError   byte = 0xf2 // another read error
 )
@@ -754,7 +796,7 @@ type event struct {
 func (e event) String() string {
 	switch e.kind {
 	case evClosed:
-		return fmt.Sprintf("TCP connection closed (%v)", e.err)
+		return fmt.Sprintf("connection closed (%v)", e.err)
 	case evTimeout:
 		return fmt.Sprintf("nothing received within %v", e.waited)
 	case evError:
@@ -953,7 +995,9 @@ func (p *peer) replyClose(payload []byte) {
 // expectTCPClosed requires that, after the close frames, our side closes the TCP connection and
 // sends nothing more (RFC 6455 5.5.1: no data after a close frame; 7.1.1). As the raw server, the
 // peer first closes its write side, as a server should do first (7.1.1), then waits for our
-// client's FIN.
+// client's FIN. Over HTTP/2 the TCP connection is shared and stays open: our side must end its
+// stream instead (RFC 8441 section 5: END_STREAM for a TCP FIN, RST_STREAM for a TCP RST); the raw
+// server cannot end its own side first, as net/http ends a response only when its handler returns.
 func (p *peer) expectTCPClosed() {
 	p.t.Helper()
 	if p.side == clientSide {
@@ -973,14 +1017,29 @@ func (p *peer) expectEOF() {
 		case evClosed:
 			return
 		case evTimeout:
-			p.t.Fatalf("our %s did not close the TCP connection within %v after the closing handshake (RFC 6455 5.5.1, 7.1.1)",
-				p.side, ioTimeout)
+			p.t.Fatalf("our %s did not close %s within %v after the closing handshake (RFC 6455 5.5.1, 7.1.1%s)",
+				p.side, p.connName(), ioTimeout, p.rfc8441())
 		case evError:
-			p.t.Fatalf("reading until our %s closes the TCP connection: %v", p.side, e.err)
+			p.t.Fatalf("reading until our %s closes %s: %v", p.side, p.connName(), e.err)
 		default:
 			p.t.Fatalf("our %s sent %v after the close frame; RFC 6455 5.5.1: nothing may follow a close frame", p.side, e)
 		}
 	}
+}
+
+// connName names what our side must close at the end of a case.
+func (p *peer) connName() string {
+	if p.h2 {
+		return "its HTTP/2 stream (END_STREAM or RST_STREAM)"
+	}
+	return "the TCP connection"
+}
+
+func (p *peer) rfc8441() string {
+	if p.h2 {
+		return "; RFC 8441 5: over HTTP/2 the stream's end stands for the TCP connection's"
+	}
+	return ""
 }
 
 // ourError returns the terminal error of our side's echo loop.
