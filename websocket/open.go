@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
+	"time"
 )
 
 // Open accepts a WebSocket request, runs handler with the connection and
@@ -28,6 +30,9 @@ func Open(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, handler f
 		return err
 	}
 
+	if s, ok := c.t.(*http2Stream); ok {
+		defer endStreamWhenClosed(c, s)()
+	}
 	herr := handler(ctx, c)
 
 	var ce *CloseError
@@ -50,4 +55,45 @@ func Open(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, handler f
 		return nil // the peer left normally, or the server is shutting down
 	}
 	return herr
+}
+
+// streamGrace is how long a closed WebSocket's HTTP/2 stream stays open
+// while the handler goes on: long enough for the peer to read our close
+// frame, which a reset could make it drop.
+const streamGrace = time.Second
+
+// endStreamWhenClosed ends the HTTP/2 stream of a connection that closed
+// while its handler keeps running. Over TCP the connection's socket is
+// closed; a stream only ends when the handler returns, so it is reset after
+// streamGrace instead. It returns the function to call as the handler
+// returns; resetting is safe only before then, which the mutex ensures.
+func endStreamWhenClosed(c *Conn, s *http2Stream) (handlerReturned func()) {
+	var mu sync.Mutex
+	returned := false
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+			return
+		case <-c.closed:
+		}
+		t := time.NewTimer(streamGrace)
+		defer t.Stop()
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		mu.Lock()
+		if !returned {
+			s.kill()
+		}
+		mu.Unlock()
+	}()
+	return func() {
+		mu.Lock()
+		returned = true
+		mu.Unlock()
+		close(done)
+	}
 }
