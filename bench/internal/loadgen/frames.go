@@ -16,8 +16,11 @@ var maskKey = [4]byte{0x37, 0xfa, 0x21, 0x3d}
 
 // Payload returns n bytes of chat-like JSON text: compressible the way real
 // messages are, and valid UTF-8.
-func Payload(n int) []byte {
-	r := rand.New(rand.NewSource(int64(n)))
+func Payload(n int) []byte { return PayloadSeed(n, int64(n)) }
+
+// PayloadSeed is Payload with its own random seed: same kind of text, other words.
+func PayloadSeed(n int, seed int64) []byte {
+	r := rand.New(rand.NewSource(seed))
 	words := []string{"hello", "room", "message", "ok", "typing", "the", "quick", "brown", "fox",
 		"jumps", "over", "lazy", "dog", "websocket", "duplex", "frame", "ping", "pong", "chat", "user"}
 	var b bytes.Buffer

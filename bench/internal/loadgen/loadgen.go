@@ -123,8 +123,11 @@ type conn struct {
 	vbuf    []byte
 
 	// echo sender
-	pending  int // bytes queued, not yet written
-	woff     int // position in sendBuf of the next byte to write
+	pending  int   // bytes queued, not yet written
+	woff     int   // position in sendBuf of the next byte to write
+	next     int   // index in sendOffs of the next frame to queue
+	first    int   // index of the first frame sent, for verification
+	msgBytes int64 // payload bytes of the current message, all its frames
 	inflight int
 	times    []int64 // ring of send times, one per message in flight
 	th, tt   int
@@ -148,10 +151,13 @@ type gen struct {
 	rbuf  []byte
 	evs   []unix.EpollEvent
 
-	request  []byte // handshake request
-	expected []byte // payload as the server should echo it (uncompressed)
-	frame    []byte
-	sendBuf  []byte // echo: Depth+1 copies of frame
+	request  []byte   // handshake request
+	expected []byte   // payload as the server should echo it (uncompressed)
+	frame    []byte   // the (first) message's frame
+	payloads [][]byte // echo: the distinct payloads sent in turn
+	sendBuf  []byte   // echo: the distinct frames back to back, repeated
+	sendOffs []int    // echo: offset of each frame in sendBuf, and the end
+	roundLen int      // echo: bytes of one round of distinct frames
 
 	dialing, open, failed, errors, negotiated int
 	nextDial                                  int
@@ -320,7 +326,7 @@ func (g *gen) setup() error {
 		g.frame = ClientFrame(g.expected, false)
 	}
 	if g.cfg.Mode == ModeEcho {
-		g.sendBuf = bytes.Repeat(g.frame, g.cfg.Depth+1)
+		g.buildEchoFrames(size)
 	}
 	if g.cfg.Mode == ModeBroadcast {
 		g.pubTemplate = g.frame
@@ -454,6 +460,8 @@ func (g *gen) opened(c *conn) {
 	}
 	if g.cfg.Mode == ModeEcho {
 		c.times = make([]int64, g.cfg.Depth)
+		c.first = c.idx % len(g.payloads)
+		c.next, c.woff, c.pending = c.first, g.sendOffs[c.first], 0
 	}
 	if g.running && g.cfg.Mode == ModeEcho {
 		g.queue(c, g.cfg.Depth)
@@ -695,6 +703,9 @@ func (g *gen) parse(c *conn, b []byte, now int64) int {
 				c.fin, c.op = true, 2
 				c.remain = int64(binary.BigEndian.Uint32(h))
 			}
+			if c.op != 0 {
+				c.msgBytes = 0
+			}
 			c.seen = 0
 			c.inPayload = true
 			if c.remain == 0 {
@@ -715,6 +726,7 @@ func (g *gen) parse(c *conn, b []byte, now int64) int {
 			c.vbuf = append(c.vbuf, p...)
 		}
 		c.seen += n
+		c.msgBytes += n
 		c.remain -= n
 		b = b[n:]
 		if c.remain == 0 {
@@ -756,7 +768,7 @@ func (g *gen) frameDone(c *conn, now int64) int {
 		if g.measuring {
 			g.hist.record(now - sent)
 			g.msgs++
-			g.bytes += c.seen
+			g.bytes += c.msgBytes
 		}
 		return 1
 	case ModeBroadcast:
@@ -782,8 +794,9 @@ func (g *gen) check(c *conn) {
 			return
 		}
 	}
-	if !bytes.Equal(got, g.expected) {
-		g.setVerifyErr(fmt.Sprintf("echo differs: got %d bytes, want %d", len(got), len(g.expected)))
+	want := g.payloads[c.first%len(g.payloads)]
+	if !bytes.Equal(got, want) {
+		g.setVerifyErr(fmt.Sprintf("echo differs: got %d bytes, want %d", len(got), len(want)))
 	}
 }
 
@@ -802,9 +815,10 @@ func (g *gen) queue(c *conn, k int) {
 		if c.tt == len(c.times) {
 			c.tt = 0
 		}
+		c.pending += g.sendOffs[c.next+1] - g.sendOffs[c.next]
+		c.next++
 	}
 	c.inflight += k
-	c.pending += k * len(g.frame)
 	g.flush(c)
 }
 
@@ -814,7 +828,7 @@ func (g *gen) flush(c *conn) {
 		g.flushPub()
 		return
 	}
-	fl := len(g.frame)
+	defer g.rewind(c)
 	for c.pending > 0 {
 		n, e := rawWrite(c.fd, g.sendBuf[c.woff:c.woff+c.pending])
 		if e != 0 {
@@ -829,9 +843,54 @@ func (g *gen) flush(c *conn) {
 			return
 		}
 		c.pending -= n
-		c.woff = (c.woff + n) % fl
+		c.woff += n
 	}
 	g.wantOut(c, false)
+}
+
+// rewind steps c back by whole rounds of frames once they are written: the
+// bytes ahead are the same, and sendBuf holds enough rounds for Depth frames
+// past the first.
+func (g *gen) rewind(c *conn) {
+	for c.woff >= g.roundLen {
+		c.woff -= g.roundLen
+		c.next -= len(g.payloads)
+	}
+}
+
+// buildEchoFrames prepares what echo connections send: one payload, or with
+// compression 64 different ones sent in turn, so that a server keeping the
+// compression context cannot send a message back as a reference to the
+// previous, identical one.
+func (g *gen) buildEchoFrames(size int) {
+	k := 1
+	if g.cfg.Compress {
+		k = 64
+	}
+	g.payloads = [][]byte{g.expected}
+	for i := 1; i < k; i++ {
+		g.payloads = append(g.payloads, PayloadSeed(size, int64(size)+int64(i)<<32))
+	}
+	var round [][]byte
+	for _, p := range g.payloads {
+		switch {
+		case !g.ws:
+			round = append(round, TCPFrame(p))
+		case g.cfg.Compress:
+			round = append(round, ClientFrame(Deflate(p), true))
+		default:
+			round = append(round, ClientFrame(p, false))
+		}
+	}
+	rounds := 1 + (g.cfg.Depth+1+k-1)/k
+	for r := 0; r < rounds; r++ {
+		for _, f := range round {
+			g.sendOffs = append(g.sendOffs, len(g.sendBuf))
+			g.sendBuf = append(g.sendBuf, f...)
+		}
+	}
+	g.sendOffs = append(g.sendOffs, len(g.sendBuf))
+	g.roundLen = g.sendOffs[k]
 }
 
 func (g *gen) wantOut(c *conn, on bool) {
