@@ -582,7 +582,7 @@ func (a *agg) markdown(plots map[string]string) string {
 
 	if cs := a.conns(Deflate); len(cs) > 0 {
 		w("## 4. Echo with permessage-deflate\n\n")
-		w("The client sends binary messages, each deflated on its own (it offers client_no_context_takeover); every server compresses its replies with its own defaults (duplex: CompressionOptions{Binary: true}, as it compresses only text by default; gobwas: wsflate at BestSpeed, no context takeover). n/a: the library does not support compression.\n\n")
+		w("The client sends 64 different chat-like JSON messages in turn (the same one every time would let a server that keeps context reply with a back-reference), as binary messages, each deflated on its own (it offers client_no_context_takeover); every server compresses its replies with its own defaults (duplex: CompressionOptions{Binary: true}, as it compresses only text by default; gobwas: wsflate at BestSpeed, no context takeover). n/a: the library does not support compression.\n\n")
 		for _, c := range cs {
 			w("### %d connections\n\nMessages echoed per second:\n\n%s\n", c, a.valueTable(Deflate, c, msgsPerSec, num))
 			w("Ratios of msgs/s against the best library:\n\n%s\n", a.ratioTable(Deflate, c, msgsPerSec, true))
