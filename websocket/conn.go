@@ -81,7 +81,7 @@ func newConn(t transport, addr net.Conn, client bool, subprotocol string, o *Opt
 	c.readLimit.Store(c.cfg.readLimit)
 	c.readCtx.set = t.SetReadDeadline
 	c.writeCtx.set = t.SetWriteDeadline
-	c.rb.src = t
+	c.rb.setSource(t)
 	if c.cfg.pingInterval > 0 {
 		go c.keepalive()
 	}

@@ -1,6 +1,10 @@
 package websocket
 
-import "io"
+import (
+	"io"
+	"os"
+	"syscall"
+)
 
 // smallReadSize is the buffer every connection owns. A connection waiting for
 // its next message reads into it, so an idle connection pins no pooled
@@ -9,8 +13,16 @@ import "io"
 const smallReadSize = 512
 
 // readBuffer is a bufio.Reader that keeps its big buffer only while busy.
+//
+// Over a socket it does better: it waits for data with no buffer at all and
+// takes a pooled buffer only once a read will fill it, through the socket's
+// syscall.RawConn, so that a message of up to 8 KiB costs one read however
+// long the connection was idle.
 type readBuffer struct {
 	src      io.Reader
+	raw      syscall.RawConn
+	rawRead  func(fd uintptr) bool // b.readSocket, bound once
+	rawErr   error
 	small    [smallReadSize]byte
 	big      *[]byte // from readBufferPool while the stream is busy
 	buf      []byte  // small[:] or *big
@@ -24,8 +36,22 @@ func (b *readBuffer) bytes() []byte { return b.buf[b.r:b.w] }
 
 func (b *readBuffer) consume(n int) { b.r += n }
 
+// setSource makes src the stream to read, through its RawConn if it has one.
+func (b *readBuffer) setSource(src io.Reader) {
+	b.src = src
+	if sc, ok := src.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			b.raw = raw
+			b.rawRead = b.readSocket
+		}
+	}
+}
+
 // fill reads at least one more byte from src.
 func (b *readBuffer) fill() error {
+	if b.raw != nil {
+		return b.fillSocket()
+	}
 	if b.r == b.w {
 		b.r, b.w = 0, 0
 		if b.lastFull {
@@ -88,5 +114,53 @@ func (b *readBuffer) releaseBig() {
 	if b.big != nil {
 		readBufferPool.Put(b.big)
 		b.big = nil
+	}
+}
+
+// fillSocket reads from the socket with the runtime's poller: readSocket
+// tries a non-blocking read and, when nothing is there, gives the buffer
+// back before the poller parks the goroutine.
+func (b *readBuffer) fillSocket() error {
+	switch {
+	case b.r == b.w:
+		b.r, b.w = 0, 0
+	case b.w == len(b.buf) && b.r > 0:
+		b.w = copy(b.buf, b.buf[b.r:b.w])
+		b.r = 0
+	}
+	b.rawErr = nil
+	if err := b.raw.Read(b.rawRead); err != nil {
+		return err
+	}
+	return b.rawErr
+}
+
+func (b *readBuffer) readSocket(fd uintptr) bool {
+	if b.big == nil {
+		b.big = readBufferPool.Get().(*[]byte)
+		b.w = copy(*b.big, b.buf[b.r:b.w])
+		b.r = 0
+		b.buf = *b.big
+	}
+	for {
+		n, err := syscall.Read(int(fd), b.buf[b.w:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			if b.r == b.w {
+				b.r, b.w = 0, 0
+				b.buf = b.small[:]
+				b.releaseBig()
+			}
+			return false // wait until readable
+		case err != nil:
+			b.rawErr = os.NewSyscallError("read", err)
+		case n == 0:
+			b.rawErr = io.EOF
+		default:
+			b.w += n
+		}
+		return true
 	}
 }
