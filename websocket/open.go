@@ -22,6 +22,13 @@ import (
 //
 // The handler's ctx is cancelled when the connection closes. Open returns the
 // handler's error, or nil for a clean end, or the handshake error.
+//
+// The handler runs in net/http's goroutine for the request, which keeps its
+// buffers and the request for the connection's life: about 5 KiB more per
+// idle connection than Accept followed by a goroutine of your own, which
+// lets them go when ServeHTTP returns (measured by bench/: 17.3 KiB against
+// 11.6 KiB per idle connection at 1000 connections). For tens of thousands
+// of mostly idle connections, prefer Accept.
 func Open(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, handler func(ctx context.Context, c *Conn) error) error {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
