@@ -6,10 +6,11 @@ import (
 	"syscall"
 )
 
-// smallReadSize is the buffer every connection owns. A connection waiting for
-// its next message reads into it, so an idle connection pins no pooled
-// buffer; a read that fills it means the stream is busy, and the next reads
-// go to a pooled buffer until the stream drains.
+// smallReadSize is the buffer a connection owns when it reads from
+// something other than a socket (TLS, an HTTP/2 stream). Waiting for its next
+// message, it reads into it, so an idle connection pins no pooled buffer; a
+// read that fills it means the stream is busy, and the next reads go to a
+// pooled buffer until the stream drains.
 const smallReadSize = 512
 
 // readBuffer is a bufio.Reader that keeps its big buffer only while busy.
@@ -19,13 +20,14 @@ const smallReadSize = 512
 // syscall.RawConn, so that a message of up to 8 KiB costs one read however
 // long the connection was idle.
 type readBuffer struct {
-	src      io.Reader
-	raw      syscall.RawConn
-	rawRead  func(fd uintptr) bool // b.readSocket, bound once
-	rawErr   error
-	small    [smallReadSize]byte
+	src     io.Reader
+	raw     syscall.RawConn
+	rawRead func(fd uintptr) bool // b.readSocket, bound once
+	rawErr  error
+	small   []byte // smallReadSize bytes; not needed over a socket
+
 	big      *[]byte // from readBufferPool while the stream is busy
-	buf      []byte  // small[:] or *big
+	buf      []byte  // small or *big
 	r, w     int
 	lastFull bool // the last read filled the buffer: more is likely waiting
 }
@@ -43,8 +45,10 @@ func (b *readBuffer) setSource(src io.Reader) {
 		if raw, err := sc.SyscallConn(); err == nil {
 			b.raw = raw
 			b.rawRead = b.readSocket
+			return
 		}
 	}
+	b.small = make([]byte, smallReadSize)
 }
 
 // fill reads at least one more byte from src.
@@ -61,7 +65,7 @@ func (b *readBuffer) fill() error {
 			b.buf = *b.big
 		} else {
 			b.releaseBig()
-			b.buf = b.small[:]
+			b.buf = b.small
 		}
 	} else if b.w == len(b.buf) {
 		if b.r > 0 {
@@ -105,7 +109,7 @@ func (b *readBuffer) ensure(n int) error {
 func (b *readBuffer) releaseIdle() {
 	if b.r == b.w && b.big != nil {
 		b.r, b.w = 0, 0
-		b.buf = b.small[:]
+		b.buf = b.small
 		b.releaseBig()
 	}
 }
@@ -150,7 +154,7 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 		case err == syscall.EAGAIN:
 			if b.r == b.w {
 				b.r, b.w = 0, 0
-				b.buf = b.small[:]
+				b.buf = b.small
 				b.releaseBig()
 			}
 			return false // wait until readable
