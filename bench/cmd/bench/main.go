@@ -12,6 +12,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/duplexws/duplex/bench/internal/harness"
+	"github.com/duplexws/duplex/bench/internal/report"
 )
 
 func main() {
@@ -49,7 +51,12 @@ func main() {
 	flag.StringVar(&o.LoadCPU, "load-cpu", "1", "CPUs of the load generator (taskset list)")
 	flag.StringVar(&o.Profile, "profile", "", "afterwards, profile this library's server under echo load (results/profile)")
 	micro := flag.String("micro", "auto", "run the microbenchmarks: yes, no, or auto (yes unless -short)")
+	rereport := flag.String("report", "", "only write the report again from this results.json (into its directory, or -out)")
 	flag.Parse()
+	if *rereport != "" {
+		writeReport(*rereport, o.Out)
+		return
+	}
 	o.Micro = *micro == "yes" || *micro == "auto" && !o.Short
 
 	o.Command = "go run ./cmd/bench " + strings.Join(os.Args[1:], " ")
@@ -92,6 +99,25 @@ func main() {
 	}
 	fmt.Fprintf(os.Stderr, "%d measurements in %s, %d failed; report: %s\n", len(res.Records),
 		time.Since(start).Round(time.Second), failed, filepath.Join(o.Out, "REPORT.md"))
+}
+
+// writeReport renders REPORT.md and the plots again from a results.json.
+func writeReport(file, out string) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		fatal(err)
+	}
+	var res report.Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		fatal(err)
+	}
+	if out == "" {
+		out = filepath.Dir(file)
+	}
+	if err := report.Write(&res, out); err != nil {
+		fatal(err)
+	}
+	fmt.Fprintf(os.Stderr, "report: %s\n", filepath.Join(out, "REPORT.md"))
 }
 
 func split(s string) []string {

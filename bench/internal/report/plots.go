@@ -156,12 +156,19 @@ func (a *agg) idlePlot() (*plot.Plot, bool) {
 	p.Y.Min = 0
 	p.Add(plotter.NewGrid())
 	any := false
+	top := 0.0
+	var ticks []plot.Tick
+	for _, c := range cs {
+		ticks = append(ticks, plot.Tick{Value: float64(c[0]), Label: fmt.Sprint(c[0])})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
 	for _, l := range a.libs {
 		var xys plotter.XYs
 		for _, c := range cs {
 			s := a.stat(Idle, c[0], c[1], l, perConn)
 			if s.ok() {
 				xys = append(xys, plotter.XY{X: float64(c[0]), Y: s.med / 1024})
+				top = max(top, s.med/1024)
 			}
 		}
 		if len(xys) == 0 {
@@ -178,6 +185,7 @@ func (a *agg) idlePlot() (*plot.Plot, bool) {
 		p.Legend.Add(l, line, points)
 		any = true
 	}
+	p.Y.Max = top * 1.45 // room for the legend
 	return p, any
 }
 
