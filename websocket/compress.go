@@ -20,6 +20,7 @@ var inflateTail = []byte{0x00, 0x00, 0xff, 0xff, 0x01, 0x00, 0x00, 0xff, 0xff}
 // guarded by the connection's msgSem, its receiving half by readSem.
 type deflater struct {
 	params    deflateParams
+	histBits  int // the sent history kept for context takeover: MaxWindowBits at most
 	level     int
 	threshold int
 	binary    bool
@@ -35,6 +36,7 @@ type deflater struct {
 
 func newDeflater(p deflateParams, co *CompressionOptions) *deflater {
 	d := &deflater{params: p, level: 1, threshold: defaultCompressionThreshold}
+	d.histBits = min(p.sendWindowBits, co.maxWindowBits())
 	if co != nil {
 		if co.Level >= 1 && co.Level <= 9 {
 			d.level = co.Level
@@ -112,7 +114,7 @@ func (d *deflater) endMessage(fw *flate.Writer) {
 // remember adds sent plaintext to the history when context is kept.
 func (d *deflater) remember(p []byte) {
 	if !d.params.sendNoTakeover {
-		d.sendHist = appendHistory(d.sendHist, p, 1<<d.params.sendWindowBits)
+		d.sendHist = appendHistory(d.sendHist, p, 1<<d.histBits)
 	}
 }
 

@@ -88,18 +88,18 @@ func acceptDeflate(exts []extension, co *CompressionOptions) (response string, p
 			continue // decline this offer, consider the next
 		}
 		var resp []string
-		p = deflateParams{sendWindowBits: maxBits, recvWindowBits: 15}
+		// The server's own window stays 15 unless the client asks for less:
+		// a custom window needs klauspost's slower windowed encoder, and
+		// the history kept for context takeover is bounded by MaxWindowBits
+		// anyway (a shorter history than the window is always valid).
+		p = deflateParams{sendWindowBits: 15, recvWindowBits: 15}
 
 		if o.serverNoTakeover || co.NoContextTakeover {
 			p.sendNoTakeover = true
 			resp = append(resp, "server_no_context_takeover")
 		}
 		if o.serverMaxBits > 0 {
-			p.sendWindowBits = min(o.serverMaxBits, maxBits)
-		}
-		if o.serverMaxBits > 0 || maxBits < 15 {
-			// Telling a smaller window than asked is allowed and lets the
-			// client keep less history.
+			p.sendWindowBits = o.serverMaxBits
 			resp = append(resp, "server_max_window_bits="+strconv.Itoa(p.sendWindowBits))
 		}
 
@@ -155,11 +155,10 @@ func checkDeflateResponse(exts []extension, co *CompressionOptions) (deflatePara
 	if !valid {
 		return deflateParams{}, "the server's permessage-deflate parameters are invalid"
 	}
-	maxBits := co.maxWindowBits()
 	p := deflateParams{
 		sendNoTakeover: o.clientNoTakeover || co.NoContextTakeover,
 		recvNoTakeover: o.serverNoTakeover,
-		sendWindowBits: maxBits,
+		sendWindowBits: 15, // unless the server asks for less; history is bounded apart
 		recvWindowBits: 15,
 	}
 	if co.NoContextTakeover && !o.serverNoTakeover {
@@ -169,7 +168,7 @@ func checkDeflateResponse(exts []extension, co *CompressionOptions) (deflatePara
 	case o.clientMaxBits < 0:
 		return p, "the server sent client_max_window_bits without a value"
 	case o.clientMaxBits > 0:
-		p.sendWindowBits = min(o.clientMaxBits, maxBits)
+		p.sendWindowBits = o.clientMaxBits
 	}
 	if o.serverMaxBits > 0 {
 		// Either our bounded offer, answered with its bound or less, or the

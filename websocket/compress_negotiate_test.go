@@ -36,16 +36,16 @@ func TestServerDeflateNegotiation(t *testing.T) {
 	}{
 		// Chromium's offer, default options: bound the client's window.
 		{"permessage-deflate; client_max_window_bits", CompressionOptions{},
-			"permessage-deflate; server_max_window_bits=13; client_max_window_bits=13",
-			deflateParams{sendWindowBits: 13, recvWindowBits: 13}},
+			"permessage-deflate; client_max_window_bits=13",
+			deflateParams{sendWindowBits: 15, recvWindowBits: 13}},
 		// Full windows allowed.
 		{"permessage-deflate; client_max_window_bits", CompressionOptions{MaxWindowBits: 15},
 			"permessage-deflate",
 			deflateParams{sendWindowBits: 15, recvWindowBits: 15}},
 		// A client that cannot shrink its window is asked not to keep context.
 		{"permessage-deflate", CompressionOptions{},
-			"permessage-deflate; server_max_window_bits=13; client_no_context_takeover",
-			deflateParams{recvNoTakeover: true, sendWindowBits: 13, recvWindowBits: 15}},
+			"permessage-deflate; client_no_context_takeover",
+			deflateParams{recvNoTakeover: true, sendWindowBits: 15, recvWindowBits: 15}},
 		{"permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=9; client_max_window_bits=10", CompressionOptions{MaxWindowBits: 15},
 			"permessage-deflate; server_no_context_takeover; server_max_window_bits=9; client_no_context_takeover",
 			deflateParams{sendNoTakeover: true, recvNoTakeover: true, sendWindowBits: 9, recvWindowBits: 15}},
@@ -95,12 +95,12 @@ func TestClientDeflateNegotiation(t *testing.T) {
 		{"permessage-deflate; client_max_window_bits=9; server_no_context_takeover", CompressionOptions{MaxWindowBits: 15}, true,
 			deflateParams{recvNoTakeover: true, sendWindowBits: 9, recvWindowBits: 15}},
 		{"permessage-deflate; client_no_context_takeover; server_max_window_bits=10", CompressionOptions{}, true,
-			deflateParams{sendNoTakeover: true, sendWindowBits: 13, recvWindowBits: 10}},
+			deflateParams{sendNoTakeover: true, sendWindowBits: 15, recvWindowBits: 10}},
 		// Answers to the second, plain offer.
-		{"permessage-deflate; server_max_window_bits=14", CompressionOptions{}, true, deflateParams{sendWindowBits: 13, recvWindowBits: 14}},
-		{"permessage-deflate", CompressionOptions{}, true, deflateParams{sendWindowBits: 13, recvWindowBits: 15}},
+		{"permessage-deflate; server_max_window_bits=14", CompressionOptions{}, true, deflateParams{sendWindowBits: 15, recvWindowBits: 14}},
+		{"permessage-deflate", CompressionOptions{}, true, deflateParams{sendWindowBits: 15, recvWindowBits: 15}},
 		{"permessage-deflate; server_no_context_takeover; client_no_context_takeover", CompressionOptions{}, true,
-			deflateParams{sendNoTakeover: true, recvNoTakeover: true, sendWindowBits: 13, recvWindowBits: 15}},
+			deflateParams{sendNoTakeover: true, recvNoTakeover: true, sendWindowBits: 15, recvWindowBits: 15}},
 		{"permessage-deflate; client_max_window_bits", CompressionOptions{MaxWindowBits: 15}, false, deflateParams{}}, // needs a value
 		{"permessage-deflate; bogus", CompressionOptions{}, false, deflateParams{}},
 		{"permessage-deflate, permessage-deflate", CompressionOptions{}, false, deflateParams{}},

@@ -72,9 +72,11 @@ type CompressionOptions struct {
 	// directions, so that no connection keeps history between messages.
 	NoContextTakeover bool
 
-	// MaxWindowBits bounds the LZ77 window in both directions, 8 to 15.
-	// 0 means 13 (8 KiB). When the peer cannot shrink its window to this,
-	// it is asked not to keep context instead.
+	// MaxWindowBits bounds, 8 to 15, the history a connection keeps per
+	// direction with context takeover: the peer is asked to compress with a
+	// window no larger (when it can be asked; otherwise it is asked not to
+	// keep context), and no more than this much of what was sent primes the
+	// compressor. 0 means 13 (8 KiB).
 	MaxWindowBits int
 }
 
