@@ -53,25 +53,23 @@ func (c *Conn) waitPeerClose() error {
 	deadline := time.Now().Add(c.cfg.closeTimeout)
 	timer := time.NewTimer(c.cfg.closeTimeout)
 	defer timer.Stop()
-	for {
-		select {
-		case <-c.closeRcvd:
+	select {
+	case <-c.closeRcvd:
+		return nil
+	case <-c.closed:
+		return nil // closed under us (CloseNow, a failed read): nothing to wait for
+	case <-timer.C:
+		return errCloseTimeout
+	case c.readSem <- struct{}{}:
+		err := c.drainUntilClose(deadline)
+		<-c.readSem
+		switch {
+		case c.peerClosed():
 			return nil
-		case <-c.closed:
-			return nil // closed under us (CloseNow, a failed read): nothing to wait for
-		case <-timer.C:
+		case isTimeout(err):
 			return errCloseTimeout
-		case c.readSem <- struct{}{}:
-			err := c.drainUntilClose(deadline)
-			<-c.readSem
-			switch {
-			case c.peerClosed():
-				return nil
-			case isTimeout(err):
-				return errCloseTimeout
-			}
-			return err
 		}
+		return err
 	}
 }
 
