@@ -99,10 +99,22 @@ func putFlateWriter(level, windowBits int, fw *flate.Writer) {
 
 // startMessage returns a compressor for one outgoing message, writing into
 // d.out, primed with the history when context is kept.
-func (d *deflater) startMessage() *flate.Writer {
+//
+// The compressor has to index its dictionary before each message, which
+// costs about what compressing as many bytes does (11 µs for 8 KiB against
+// 4.5 µs for a 1 KiB message, on the bench machine). A message of size n is
+// therefore primed with the last max(2 KiB, 2n) bytes of the history only:
+// small messages mostly repeat what was sent just before them. size < 0
+// (a streamed message) takes the whole history.
+func (d *deflater) startMessage(size int) *flate.Writer {
 	var dict []byte
 	if !d.params.sendNoTakeover {
 		dict = d.sendHist
+		if size >= 0 {
+			if keep := max(2<<10, 2*size); len(dict) > keep {
+				dict = dict[len(dict)-keep:]
+			}
+		}
 	}
 	return getFlateWriter(d.level, d.params.sendWindowBits, &d.out, dict)
 }
@@ -122,7 +134,7 @@ func (d *deflater) remember(p []byte) {
 // that stays valid until releaseOut.
 func (d *deflater) compress(p []byte) []byte {
 	d.takeOut()
-	fw := d.startMessage()
+	fw := d.startMessage(len(p))
 	fw.Write(p)
 	fw.Flush()
 	d.endMessage(fw)

@@ -2,8 +2,10 @@ package websocket
 
 import (
 	"context"
+	"io"
 	"net"
 	"runtime"
+	"strconv"
 	"testing"
 )
 
@@ -162,6 +164,24 @@ func BenchmarkDeflateRoundTrip(b *testing.B) {
 				if _, err := client.Read(ctx); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkDeflatePriming measures what indexing the history costs before a
+// 1 KiB message: the reason startMessage primes small messages with part of
+// the history only.
+func BenchmarkDeflatePriming(b *testing.B) {
+	p := chatLike(newTestRand(), 1024)
+	hist := chatLike(newTestRand(), 8192)
+	for _, n := range []int{0, 2048, 8192} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			fw := getFlateWriter(1, 15, io.Discard, nil)
+			for b.Loop() {
+				fw.ResetDict(io.Discard, hist[len(hist)-n:])
+				fw.Write(p)
+				fw.Flush()
 			}
 		})
 	}

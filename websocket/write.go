@@ -249,7 +249,7 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 	w := &messageWriter{c: c, ctx: ctx, op: opcode(typ)}
 	if c.deflate.wants(w.op, math.MaxInt) {
 		c.deflate.takeOut()
-		w.fw, w.rsv = c.deflate.startMessage(), bitRSV1
+		w.fw, w.rsv = c.deflate.startMessage(-1), bitRSV1
 	}
 	return w, nil
 }
