@@ -30,6 +30,7 @@ func runLoadgen(args []string) {
 	fs.DurationVar(&c.Duration, "duration", 0, "measured time")
 	fs.IntVar(&c.PerIP, "per-ip", 1000, "connections per source address")
 	fs.BoolVar(&c.Verify, "verify", false, "check each connection's first echo")
+	fs.IntVar(&c.Chat, "chat", 0, "idle: messages each connection sends once open")
 	_ = fs.Parse(args)
 
 	ctl := make(chan loadgen.Command, 1)

@@ -348,6 +348,31 @@ func (r *runner) plan() []task {
 				})
 			}
 		}
+		if has(report.DeflateIdle) {
+			last := o.IdleSteps[len(o.IdleSteps)-1]
+			idleEst := 1 + float64(len(o.IdleSteps))*r.settleMin().Seconds()*1.5 + connectEst(last)
+			for _, l := range libs {
+				if l == "tcp" {
+					continue
+				}
+				variants := []string{""}
+				if l == report.Ours {
+					variants = append(variants, "nocontext")
+				}
+				for _, v := range variants {
+					l, v, round := l, v, round
+					name := l
+					if v != "" {
+						name += " (" + v + ")"
+					}
+					tasks = append(tasks, task{
+						label: fmt.Sprintf("r%d deflate-idle %s up to %d", round, name, last),
+						est:   idleEst,
+						run:   func() []report.Record { return r.idleScenario(report.DeflateIdle, l, round, v) },
+					})
+				}
+			}
+		}
 		if has(report.Broadcast) {
 			for _, win := range o.Windows {
 				for _, l := range libs {
@@ -539,6 +564,18 @@ func (r *runner) idleVariant(lib string, round int, variant string) []report.Rec
 	if variant != "" {
 		scenario = report.IdleVariant
 	}
+	return r.idleScenario(scenario, lib, round, variant)
+}
+
+// deflateChat is how many compressed messages each connection of the
+// deflate-idle scenario sends (and has echoed) before it goes idle.
+const deflateChat = 3
+
+// idleScenario is idle (scenario Idle or IdleVariant) or, for DeflateIdle,
+// idle after negotiating permessage-deflate and exchanging deflateChat
+// compressed messages per connection.
+func (r *runner) idleScenario(scenario, lib string, round int, variant string) []report.Record {
+	compress := scenario == report.DeflateIdle
 	base := report.Record{Scenario: scenario, Lib: lib, Round: round, Variant: variant}
 	fail := func(err string) []report.Record {
 		var out []report.Record
@@ -549,12 +586,17 @@ func (r *runner) idleVariant(lib string, round int, variant string) []report.Rec
 		}
 		return out
 	}
-	if !r.usable(lib, &base, false) {
+	if !r.usable(lib, &base, compress) {
 		return fail(base.Err)
 	}
 	args := []string{"-mode", "echo"}
 	if variant != "" {
 		args = append(args, "-variant", variant)
+	}
+	cfg := loadgen.Config{Proto: proto(lib), Mode: loadgen.ModeIdle}
+	if compress {
+		args = append(args, "-compress")
+		cfg.Compress, cfg.Chat = true, deflateChat
 	}
 	srv, err := startServer(r.bin[lib], r.opt.ServerCPU, args...)
 	if err != nil {
@@ -563,7 +605,8 @@ func (r *runner) idleVariant(lib string, round int, variant string) []report.Rec
 	defer srv.stop()
 	rss0 := r.settledRSS(srv.pid)
 	steps := r.opt.IdleSteps
-	lp, err := startLoad(r.opt.Self, r.opt.LoadCPU, loadgen.Config{Addr: srv.addr, Proto: proto(lib), Mode: loadgen.ModeIdle, Conns: steps[0]})
+	cfg.Addr, cfg.Conns = srv.addr, steps[0]
+	lp, err := startLoad(r.opt.Self, r.opt.LoadCPU, cfg)
 	if err != nil {
 		return fail(err.Error())
 	}
@@ -598,8 +641,18 @@ func (r *runner) idleVariant(lib string, round int, variant string) []report.Rec
 		}
 	}
 	lp.send("stop")
-	if _, err := lp.wait(time.Minute); err != nil {
+	res, err := lp.wait(time.Minute)
+	switch {
+	case err != nil:
 		out[len(out)-1].Err = err.Error()
+	case compress:
+		out[len(out)-1].Negotiated = res.Negotiated
+		switch want := int64(deflateChat) * int64(res.Conns); {
+		case res.Negotiated < res.Conns:
+			out[len(out)-1].Err = fmt.Sprintf("permessage-deflate negotiated on %d of %d connections", res.Negotiated, res.Conns)
+		case res.Errors > 0 || res.Total < want:
+			out[len(out)-1].Err = fmt.Sprintf("%d of %d messages echoed, %d connections lost", res.Total, want, res.Errors)
+		}
 	}
 	return out
 }

@@ -190,6 +190,7 @@ func LoadArgs(c loadgen.Config) []string {
 		"-compress=" + strconv.FormatBool(c.Compress),
 		"-warmup", c.Warmup.String(), "-duration", c.Duration.String(),
 		"-per-ip", strconv.Itoa(c.PerIP), "-verify=" + strconv.FormatBool(c.Verify),
+		"-chat", strconv.Itoa(c.Chat),
 	}
 }
 

@@ -58,6 +58,7 @@ type Config struct {
 	PerIP      int           // connections per source address 127.0.0.x (x from 2); default 1000
 	MaxDialing int           // connections being opened at once; default 256
 	Verify     bool          // check every connection's first echo byte for byte
+	Chat       int           // idle: messages (~200 B of chat-like JSON, different each) each connection sends once open, before going idle
 }
 
 // Event tells the driver where a run is.
@@ -87,7 +88,7 @@ type Result struct {
 	P999       float64 `json:"p999_us"`          //
 	Max        float64 `json:"max_us"`           //
 	CPU        float64 `json:"cpu_seconds"`      // the generator's own CPU time in the measured time
-	Total      int64   `json:"total"`            // echo messages or deliveries, warm-up included
+	Total      int64   `json:"total"`            // echo messages or deliveries, warm-up included; idle: chat echoes
 	VerifyErr  string  `json:"verify,omitempty"` // first verification failure
 }
 
@@ -142,6 +143,7 @@ type slot struct {
 
 type gen struct {
 	cfg   Config
+	chat  []byte // idle: the Chat frames every connection sends once open
 	dst   unix.SockaddrInet4
 	ep    int
 	ws    bool
@@ -246,6 +248,12 @@ func Run(cfg Config, ctl <-chan Command, events func(Event)) (Result, error) {
 			res.Conns, res.Failed, res.Negotiated = g.open, g.failed, g.negotiated
 			events(Event{Kind: "connected", N: g.open})
 		}
+		if g.cfg.Chat > 0 { // read the last echoes of the chat messages
+			if err := g.pollFor(300 * time.Millisecond); err != nil {
+				return res, err
+			}
+			res.Total = g.total
+		}
 	case ModeEcho, ModeBroadcast:
 		if cfg.Mode == ModeBroadcast {
 			if err := g.pollFor(300 * time.Millisecond); err != nil { // let the server seat every subscriber
@@ -327,6 +335,16 @@ func (g *gen) setup() error {
 	}
 	if g.cfg.Mode == ModeEcho {
 		g.buildEchoFrames(size)
+	}
+	if g.cfg.Mode == ModeIdle && g.ws {
+		for i := 0; i < g.cfg.Chat; i++ {
+			p := PayloadSeed(200, int64(i)+1)
+			if g.cfg.Compress {
+				g.chat = append(g.chat, ClientFrame(Deflate(p), true)...)
+			} else {
+				g.chat = append(g.chat, ClientFrame(p, false)...)
+			}
+		}
 	}
 	if g.cfg.Mode == ModeBroadcast {
 		g.pubTemplate = g.frame
@@ -465,6 +483,11 @@ func (g *gen) opened(c *conn) {
 	}
 	if g.running && g.cfg.Mode == ModeEcho {
 		g.queue(c, g.cfg.Depth)
+	}
+	if len(g.chat) > 0 { // a fresh socket takes a few hundred bytes; the echoes wait in the kernel
+		if n, err := unix.Write(c.fd, g.chat); err != nil || n != len(g.chat) {
+			g.lose(c)
+		}
 	}
 }
 
@@ -773,6 +796,8 @@ func (g *gen) frameDone(c *conn, now int64) int {
 		return 1
 	case ModeBroadcast:
 		g.delivered(binary.LittleEndian.Uint64(c.capture[:]), now, c.seen)
+	case ModeIdle:
+		g.total++ // an echo of a chat message
 	}
 	return 0
 }

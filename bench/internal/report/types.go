@@ -13,6 +13,11 @@ const (
 	IdleVariant = "idle-variant"
 	Broadcast   = "broadcast"
 	Deflate     = "deflate"
+	// DeflateIdle is idle with permessage-deflate negotiated and a few
+	// compressed messages exchanged per connection before it goes idle
+	// (Record.Variant "nocontext": Duplex without context takeover). Not in
+	// the default run; its follow-up is results/followup/deflate-memory.md.
+	DeflateIdle = "deflate-idle"
 )
 
 // Machine is where the run happened.

@@ -58,7 +58,7 @@ func Main(start StartFunc, feat Features) {
 	flag.StringVar(&cfg.Mode, "mode", ModeEcho, "echo or broadcast")
 	flag.BoolVar(&cfg.Compress, "compress", false, "negotiate permessage-deflate")
 	flag.Int64Var(&cfg.ReadLimit, "read-limit", 1<<20, "largest message accepted, in bytes")
-	flag.StringVar(&cfg.Variant, "variant", "", "server-specific variant, for experiments (duplex: accept)")
+	flag.StringVar(&cfg.Variant, "variant", "", "server-specific variant, for experiments (duplex: accept, nocontext)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memprofile := flag.String("memprofile", "", "write a heap profile to this file when stopped")
 	features := flag.Bool("features", false, "print the supported features and exit")

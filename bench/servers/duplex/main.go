@@ -7,7 +7,8 @@
 // Compression: Duplex accepts permessage-deflate by default; here it is off
 // unless the harness asks (-compress), like the peers. With -compress the
 // replies are compressed whatever their type (Binary: true), as the peers do:
-// the load generator sends binary messages.
+// the load generator sends binary messages. -variant nocontext adds
+// NoContextTakeover (the deflate-idle scenario's second Duplex column).
 package main
 
 import (
@@ -30,6 +31,9 @@ func start(cfg srvkit.Config) (*srvkit.Server, error) {
 	compression := &websocket.CompressionOptions{Disabled: true}
 	if cfg.Compress {
 		compression = &websocket.CompressionOptions{Binary: true}
+		if cfg.Variant == "nocontext" { // no context takeover on the server's side
+			compression.NoContextTakeover = true
+		}
 	}
 	opts := &websocket.AcceptOptions{Options: websocket.Options{ReadLimit: cfg.ReadLimit, Compression: compression}}
 	room := srvkit.NewRoom[*subscriber]()
