@@ -68,31 +68,16 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	if err != nil {
 		return nil, nil, &HandshakeError{Message: err.Error(), cause: err}
 	}
-	for k, vs := range opts.Header {
-		if http.CanonicalHeaderKey(k) == "Host" {
-			if len(vs) > 0 {
-				req.Host = vs[0]
-			}
-			continue
-		}
-		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
-	}
+	setHandshakeHeaders(req, opts)
 	req.Header.Set("Upgrade", "websocket")
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Sec-WebSocket-Key", key)
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	if len(opts.Subprotocols) > 0 {
-		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
-	}
-	if opts.Compression.enabled() {
-		req.Header.Set("Sec-WebSocket-Extensions", offerDeflate(opts.Compression))
-	}
 
 	resp, err := handshakeClient(opts.HTTPClient).Do(req)
 	if err != nil {
 		return nil, nil, &HandshakeError{Message: err.Error(), cause: err}
 	}
-	subprotocol, deflate, herr := checkAcceptResponse(resp, key, opts.Subprotocols, opts.Compression)
+	subprotocol, deflate, herr := checkAcceptResponse(resp, key, opts)
 	if herr != nil {
 		keepBodyStart(resp)
 		herr.Response = resp
@@ -117,7 +102,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 
 // checkAcceptResponse checks the server's answer (RFC 6455 §4.1, steps 1-6
 // of the client's checks).
-func checkAcceptResponse(resp *http.Response, key string, offered []string, co *CompressionOptions) (string, *deflater, *HandshakeError) {
+func checkAcceptResponse(resp *http.Response, key string, opts *DialOptions) (string, *deflater, *HandshakeError) {
 	fail := func(msg string) (string, *deflater, *HandshakeError) {
 		return "", nil, &HandshakeError{Status: resp.StatusCode, Message: msg}
 	}
@@ -133,23 +118,56 @@ func checkAcceptResponse(resp *http.Response, key string, offered []string, co *
 	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != acceptKey(key) {
 		return fail("the response's Sec-WebSocket-Accept " + quote(got) + " does not match the key sent")
 	}
-	deflate, why := negotiateClientCompression(resp.Header, co)
+	subprotocol, deflate, why := checkChoices(resp.Header, opts)
 	if why != "" {
 		return fail(why)
 	}
-	protos := headerTokens(resp.Header, "Sec-WebSocket-Protocol")
+	return subprotocol, deflate, nil
+}
+
+// setHandshakeHeaders puts on a handshake request what both transports
+// send: the caller's headers and the version, subprotocol and extension
+// offers.
+func setHandshakeHeaders(req *http.Request, opts *DialOptions) {
+	for k, vs := range opts.Header {
+		if http.CanonicalHeaderKey(k) == "Host" {
+			if len(vs) > 0 {
+				req.Host = vs[0]
+			}
+			continue
+		}
+		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	if len(opts.Subprotocols) > 0 {
+		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
+	}
+	if opts.Compression.enabled() {
+		req.Header.Set("Sec-WebSocket-Extensions", offerDeflate(opts.Compression))
+	}
+}
+
+// checkChoices checks the extensions and subprotocol a server chose, over
+// either transport: each must be among those offered. why is "" when they
+// are.
+func checkChoices(h http.Header, opts *DialOptions) (subprotocol string, deflate *deflater, why string) {
+	deflate, why = negotiateClientCompression(h, opts.Compression)
+	if why != "" {
+		return "", nil, why
+	}
+	protos := headerTokens(h, "Sec-WebSocket-Protocol")
 	switch {
 	case len(protos) == 0:
-		return "", deflate, nil
+		return "", deflate, ""
 	case len(protos) > 1:
-		return fail("the server chose more than one subprotocol")
+		return "", nil, "the server chose more than one subprotocol"
 	}
-	for _, p := range offered {
+	for _, p := range opts.Subprotocols {
 		if p == protos[0] {
-			return p, deflate, nil
+			return p, deflate, ""
 		}
 	}
-	return fail("the server chose subprotocol " + quote(protos[0]) + ", which was not offered")
+	return "", nil, "the server chose subprotocol " + quote(protos[0]) + ", which was not offered"
 }
 
 // keepBodyStart replaces a refused handshake's body with its first KiB, so

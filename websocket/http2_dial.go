@@ -401,7 +401,7 @@ func dialHTTP2Stream(ctx context.Context, u *url.URL, opts *DialOptions) (*Conn,
 		endStream()
 		return nil, nil, &http2Failure{why: "the server answered " + resp.Status + " to the extended CONNECT instead of 200 OK", resp: resp, fallback: true}
 	}
-	subprotocol, deflate, why := checkConnectResponse(resp, opts)
+	subprotocol, deflate, why := checkChoices(resp.Header, opts)
 	if why != "" {
 		resp.Body.Close()
 		pw.Close()
@@ -485,51 +485,14 @@ func newConnectRequest(ctx context.Context, u *url.URL, body io.ReadCloser, opts
 		Body:       body, // closed by the HTTP/2 client when the stream ends, which fails a blocked write
 		Host:       u.Host,
 	}).WithContext(ctx)
-	for k, vs := range opts.Header {
-		if http.CanonicalHeaderKey(k) == "Host" {
-			if len(vs) > 0 {
-				req.Host = vs[0]
-			}
-			continue
-		}
-		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
-	}
+	setHandshakeHeaders(req, opts)
 	if c := opts.HTTPClient; c != nil && c.Jar != nil {
 		for _, ck := range c.Jar.Cookies(u) {
 			req.AddCookie(ck)
 		}
 	}
 	req.Header[":protocol"] = []string{"websocket"}
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	if len(opts.Subprotocols) > 0 {
-		req.Header.Set("Sec-WebSocket-Protocol", strings.Join(opts.Subprotocols, ", "))
-	}
-	if opts.Compression.enabled() {
-		req.Header.Set("Sec-WebSocket-Extensions", offerDeflate(opts.Compression))
-	}
 	return req
-}
-
-// checkConnectResponse checks a 200 answer to the extended CONNECT: the
-// extensions and subprotocol chosen must be among those offered.
-func checkConnectResponse(resp *http.Response, opts *DialOptions) (string, *deflater, string) {
-	deflate, why := negotiateClientCompression(resp.Header, opts.Compression)
-	if why != "" {
-		return "", nil, why
-	}
-	protos := headerTokens(resp.Header, "Sec-WebSocket-Protocol")
-	switch {
-	case len(protos) == 0:
-		return "", deflate, ""
-	case len(protos) > 1:
-		return "", nil, "the server chose more than one subprotocol"
-	}
-	for _, p := range opts.Subprotocols {
-		if p == protos[0] {
-			return p, deflate, ""
-		}
-	}
-	return "", nil, "the server chose subprotocol " + quote(protos[0]) + ", which was not offered"
 }
 
 // clientOverConn returns a copy of c whose transport uses conn, a TLS
