@@ -2,7 +2,6 @@ package websocket
 
 import (
 	"bufio"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -26,11 +25,12 @@ import (
 // largest frame, 512 KiB with net/http's default: set the http.Server's
 // HTTP2.MaxReadFrameSize to 16 KiB to make that 16 KiB.
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
-	return accept(w, r, opts, nil)
+	return accept(w, r, opts, connConfig{})
 }
 
-// accept is Accept with a function to run when the connection closes.
-func accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, onClose func()) (*Conn, error) {
+// accept is Accept with the parts of the connection's configuration that
+// Open adds.
+func accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, cfg connConfig) (*Conn, error) {
 	if opts == nil {
 		opts = &AcceptOptions{}
 	}
@@ -45,43 +45,52 @@ func accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, onClose
 	subprotocol := selectSubprotocol(r, opts.Subprotocols)
 	extensions, deflate := negotiateServerCompression(r, opts.Compression)
 
+	cfg.subprotocol, cfg.opts, cfg.deflate = subprotocol, &opts.Options, deflate
+	var err error
 	if r.ProtoMajor == 2 {
-		c, err := acceptHTTP2(w, r, opts, subprotocol, extensions, onClose)
-		if c != nil {
-			c.deflate = deflate
-		}
-		return c, err
+		cfg.t, err = acceptHTTP2(w, r, opts, subprotocol, extensions) // http2.go
+	} else {
+		cfg.t, cfg.prefix, err = acceptHTTP1(w, r, opts, subprotocol, extensions)
 	}
+	if err != nil {
+		return nil, err
+	}
+	return newConn(cfg), nil
+}
 
+// acceptHTTP1 takes the connection over from net/http and answers 101. It
+// returns the transport and the bytes the client sent right behind its
+// request, which net/http had already read.
+func acceptHTTP1(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, subprotocol, extensions string) (transport, []byte, error) {
 	netConn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		return nil, refuse(w, &HandshakeError{Status: http.StatusInternalServerError, Message: "cannot take over the connection: " + err.Error()})
+		return nil, nil, refuse(w, &HandshakeError{Status: http.StatusInternalServerError, Message: "cannot take over the connection: " + err.Error()})
 	}
 	// The server's ReadTimeout and WriteTimeout left deadlines on the
 	// connection; the WebSocket sets its own.
 	netConn.SetDeadline(time.Time{})
 
 	resp := buildAcceptResponse(r.Header.Get("Sec-WebSocket-Key"), subprotocol, extensions, opts.ResponseHeader)
-	timeout := opts.HandshakeTimeout
-	if timeout <= 0 {
-		timeout = DefaultHandshakeTimeout
-	}
-	netConn.SetWriteDeadline(time.Now().Add(timeout))
+	netConn.SetWriteDeadline(time.Now().Add(opts.handshakeTimeout()))
 	if _, err := netConn.Write(resp); err != nil {
 		netConn.Close()
-		return nil, &HandshakeError{Message: "writing the handshake response: " + err.Error()}
+		return nil, nil, &HandshakeError{Message: "writing the handshake response: " + err.Error(), cause: err}
 	}
 	netConn.SetWriteDeadline(time.Time{})
 
-	var t transport = netConn
+	var prefix []byte
 	if n := brw.Reader.Buffered(); n > 0 {
-		// The client sent frames right behind its request.
-		prefix, _ := brw.Reader.Peek(n)
-		t = &prefixedConn{Conn: netConn, prefix: append([]byte(nil), prefix...)}
+		prefix, _ = brw.Reader.Peek(n)
+		prefix = append([]byte(nil), prefix...)
 	}
-	c := newConn(t, netConn, false, subprotocol, &opts.Options, onClose)
-	c.deflate = deflate
-	return c, nil
+	return newSocketTransport(netConn), prefix, nil
+}
+
+func (o *AcceptOptions) handshakeTimeout() time.Duration {
+	if o.HandshakeTimeout > 0 {
+		return o.HandshakeTimeout
+	}
+	return DefaultHandshakeTimeout
 }
 
 // checkUpgradeRequest checks the request against RFC 6455 §4.2.1.
@@ -176,19 +185,4 @@ func buildAcceptResponse(key, subprotocol, extensions string, extra http.Header)
 	}
 	b.WriteString("\r\n")
 	return []byte(b.String())
-}
-
-// prefixedConn replays bytes the HTTP server had already buffered.
-type prefixedConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (p *prefixedConn) Read(b []byte) (int, error) {
-	if len(p.prefix) > 0 {
-		n := copy(b, p.prefix)
-		p.prefix = p.prefix[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
 }

@@ -56,8 +56,8 @@ func pipePair(b *testing.B) (client, server *Conn) {
 		b.Fatal(err)
 	}
 	sc := <-accepted
-	client = newConn(cc, cc, true, "", nil, nil)
-	server = newConn(sc, sc, false, "", nil, nil)
+	client = newConn(connConfig{t: newSocketTransport(cc), client: true})
+	server = newConn(connConfig{t: newSocketTransport(sc)})
 	b.Cleanup(func() { client.CloseNow(); server.CloseNow() })
 	return client, server
 }
@@ -113,7 +113,7 @@ func BenchmarkReadMessage(b *testing.B) {
 				in = append(in, frame...)
 			}
 			tr := &scriptedTransport{}
-			c := newConn(tr, nil, false, "", nil, nil)
+			c := newConn(connConfig{t: tr})
 			ctx := context.Background()
 			b.SetBytes(int64(n))
 			b.ReportAllocs()
@@ -136,7 +136,7 @@ func BenchmarkWriteMessage(b *testing.B) {
 	for _, n := range []int{64, 1024} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			tr := &scriptedTransport{}
-			c := newConn(tr, nil, false, "", nil, nil)
+			c := newConn(connConfig{t: tr})
 			p := make([]byte, n)
 			b.SetBytes(int64(n))
 			b.ReportAllocs()

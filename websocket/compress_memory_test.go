@@ -34,11 +34,12 @@ func connPairs(tb testing.TB, n int, co *CompressionOptions) (clients, servers [
 		if err != nil {
 			tb.Fatal(err)
 		}
-		client := newConn(cc, cc, true, "", &Options{Compression: co}, nil)
-		server := newConn(sc, sc, false, "", &Options{Compression: co}, nil)
+		var cd, sd *deflater
 		if co != nil {
-			client.deflate, server.deflate = newDeflater(p, co), newDeflater(p, co)
+			cd, sd = newDeflater(p, co), newDeflater(p, co)
 		}
+		client := newConn(connConfig{t: newSocketTransport(cc), client: true, opts: &Options{Compression: co}, deflate: cd})
+		server := newConn(connConfig{t: newSocketTransport(sc), opts: &Options{Compression: co}, deflate: sd})
 		for range 3 {
 			if err := client.Write(ctx, MessageText, msg); err != nil {
 				tb.Fatal(err)

@@ -3,20 +3,10 @@ package websocket
 import (
 	"context"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 )
-
-// transport is what a connection runs over: a net.Conn after an HTTP/1.1
-// upgrade, and (later) an HTTP/2 stream, which is not a net.Conn.
-type transport interface {
-	io.ReadWriteCloser
-	SetReadDeadline(time.Time) error
-	SetWriteDeadline(time.Time) error
-}
 
 // Conn is a WebSocket connection.
 //
@@ -27,20 +17,22 @@ type transport interface {
 // every connection should have one reading.
 type Conn struct {
 	t           transport
-	addr        net.Conn // for LocalAddr/RemoteAddr; may be nil
 	client      bool
 	subprotocol string
 	cfg         settings
 	readLimit   atomic.Int64
+	deflate     *deflater // permessage-deflate, when negotiated
+
+	// ownCtx is the context Open gives the handler, which ends only when
+	// the connection closes: a Read under it needs no watching.
+	ownCtx context.Context
 
 	// Reading; owned by whoever holds readSem.
 	readSem chan struct{}
 	rb      readBuffer
 	rs      readState
 	ctrl    [maxControlPayload]byte
-	readErr error     // sticky: once reading failed it stays failed
-	deflate *deflater // permessage-deflate, when negotiated
-	readCtx deadlineWatcher
+	readErr error // sticky: once reading failed it stays failed
 
 	// Writing. msgSem is held for the whole of a data message, so that a
 	// fragmented message from Writer is never interleaved with another one;
@@ -49,7 +41,6 @@ type Conn struct {
 	wmu       sync.Mutex
 	wbuf      *[]byte // pending frames not yet written; nil when empty
 	werr      error   // sticky write error
-	writeCtx  deadlineWatcher
 	closeSent bool
 
 	// Closing.
@@ -58,32 +49,55 @@ type Conn struct {
 	closeRcvdOnce sync.Once
 	closed        chan struct{} // closed when the transport is closed
 	closeOnce     sync.Once
-	onClose       func() // run once when the transport closes (Open's cancel)
+	closeCause    atomic.Pointer[CloseError] // why the connection was dropped, when it was (keepalive)
+	onClose       func()                     // run once when the transport closes (Open's cancel)
+
+	writeCtx deadlineWatcher // interrupts a write when its context ends
 
 	pingMu  sync.Mutex
 	pings   map[uint64]chan struct{}
 	pingSeq uint64
+	alive   keepaliveState // ping.go
 }
 
-func newConn(t transport, addr net.Conn, client bool, subprotocol string, o *Options, onClose func()) *Conn {
+// connConfig is everything a Conn is made of, complete before the Conn
+// exists: no goroutine sees a Conn that is still being set up.
+type connConfig struct {
+	t           transport
+	client      bool
+	subprotocol string
+	opts        *Options
+	deflate     *deflater
+	prefix      []byte // bytes read past the handshake, to be read first
+
+	// Open's context for the handler, ended by onClose when the
+	// connection closes.
+	ownCtx  context.Context
+	onClose func()
+}
+
+func newConn(cfg connConfig) *Conn {
 	c := &Conn{
-		t:           t,
-		addr:        addr,
-		client:      client,
-		subprotocol: subprotocol,
-		cfg:         o.resolve(),
+		t:           cfg.t,
+		client:      cfg.client,
+		subprotocol: cfg.subprotocol,
+		cfg:         cfg.opts.resolve(),
+		deflate:     cfg.deflate,
+		ownCtx:      cfg.ownCtx,
+		onClose:     cfg.onClose,
 		readSem:     make(chan struct{}, 1),
 		msgSem:      make(chan struct{}, 1),
 		closeRcvd:   make(chan struct{}),
 		closed:      make(chan struct{}),
-		onClose:     onClose,
 	}
 	c.readLimit.Store(c.cfg.readLimit)
-	c.readCtx.set = t.SetReadDeadline
-	c.writeCtx.set = t.SetWriteDeadline
-	c.rb.setSource(t)
+	c.writeCtx.set = cfg.t.SetWriteDeadline
+	c.rb.setSource(cfg.t)
+	c.rb.preload(cfg.prefix)
+	c.alive.index = -1
+	// Only now may anything else see the connection.
 	if c.cfg.pingInterval > 0 {
-		go c.keepalive()
+		keepalives.add(c)
 	}
 	return c
 }
@@ -95,21 +109,13 @@ func (c *Conn) Subprotocol() string { return c.subprotocol }
 // (-1: no limit). A bigger message fails the connection with close code 1009.
 func (c *Conn) SetReadLimit(n int64) { c.readLimit.Store(n) }
 
-// RemoteAddr returns the peer's network address, if known.
-func (c *Conn) RemoteAddr() net.Addr {
-	if c.addr == nil {
-		return nil
-	}
-	return c.addr.RemoteAddr()
-}
+// RemoteAddr returns the peer's network address; an address whose Network
+// is "unknown" when it is not known.
+func (c *Conn) RemoteAddr() net.Addr { return c.t.RemoteAddr() }
 
-// LocalAddr returns the local network address, if known.
-func (c *Conn) LocalAddr() net.Addr {
-	if c.addr == nil {
-		return nil
-	}
-	return c.addr.LocalAddr()
-}
+// LocalAddr returns the local network address; an address whose Network
+// is "unknown" when it is not known.
+func (c *Conn) LocalAddr() net.Addr { return c.t.LocalAddr() }
 
 // CloseNow closes the connection at once, without a closing handshake.
 // Blocked reads and writes return.
@@ -118,8 +124,9 @@ func (c *Conn) CloseNow() error {
 	c.closeOnce.Do(func() {
 		err = c.t.Close()
 		close(c.closed)
-		c.readCtx.clear()
-		c.writeCtx.clear()
+		if c.cfg.pingInterval > 0 {
+			keepalives.remove(c)
+		}
 		if c.onClose != nil {
 			c.onClose()
 		}
@@ -157,4 +164,17 @@ func (c *Conn) lockSem(ctx context.Context, sem chan struct{}) error {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// beginRead makes ctx's end interrupt the reads of one read call, until
+// c.t.endRead, and reports whether ctx has already ended. The connection's
+// own context needs no watching: it ends only when the connection closes,
+// which ends every read anyway.
+func (c *Conn) beginRead(ctx context.Context) error {
+	if ctx == c.ownCtx || ctx.Done() == nil {
+		c.t.beginRead(nil)
+		return nil
+	}
+	c.t.beginRead(ctx)
+	return ctx.Err()
 }

@@ -16,7 +16,6 @@ import (
 	"time"
 )
 
-const defaultDialHandshakeTimeout = 30 * time.Second
 
 // Dial opens a WebSocket connection to a ws:// or wss:// URL (http:// and
 // https:// are accepted too) and returns it with the server's handshake
@@ -52,11 +51,7 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	if useHTTP2(u, opts) {
 		return dialHTTP2(ctx, rawURL, u, opts) // http2_dial.go
 	}
-	timeout := opts.HandshakeTimeout
-	if timeout <= 0 {
-		timeout = defaultDialHandshakeTimeout
-	}
-	hctx, cancel := context.WithTimeout(ctx, timeout)
+	hctx, cancel := context.WithTimeout(ctx, opts.handshakeTimeout())
 	defer cancel()
 
 	var keyBytes [16]byte
@@ -88,16 +83,8 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 		resp.Body.Close()
 		return nil, resp, &HandshakeError{Status: resp.StatusCode, Message: "the HTTP client's transport does not hand over upgraded connections", Response: resp}
 	}
-	var t transport
-	netConn := captured.get()
-	if netConn != nil {
-		t = &upgradedConn{ReadWriteCloser: rwc, deadlines: netConn}
-	} else {
-		t = &upgradedConn{ReadWriteCloser: rwc}
-	}
-	c := newConn(t, netConn, true, subprotocol, &opts.Options, nil)
-	c.deflate = deflate
-	return c, resp, nil
+	t := newSocketTransport(&upgradedConn{ReadWriteCloser: rwc, nc: captured.get()})
+	return newConn(connConfig{t: t, client: true, subprotocol: subprotocol, opts: &opts.Options, deflate: deflate}), resp, nil
 }
 
 // checkAcceptResponse checks the server's answer (RFC 6455 §4.1, steps 1-6
@@ -181,33 +168,63 @@ func keepBodyStart(resp *http.Response) {
 	resp.Body = io.NopCloser(bytes.NewReader(b))
 }
 
-// upgradedConn is the connection a 101 response hands over. deadlines is
-// the underlying network connection when the dialer could capture it; a
-// transport without one cannot interrupt a blocked read, so cancellation
-// closes the connection instead.
+// upgradedConn is the connection a 101 response hands over: its body,
+// which reads what net/http had buffered first. nc is the underlying
+// network connection when the dialer could capture it; it gives the
+// deadlines and addresses. Without it a blocked read cannot be
+// interrupted, so cancellation closes the connection instead.
 type upgradedConn struct {
 	io.ReadWriteCloser
-	deadlines net.Conn
+	nc net.Conn
+}
+
+func (u *upgradedConn) SetDeadline(t time.Time) error {
+	if err := u.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return u.SetWriteDeadline(t)
 }
 
 func (u *upgradedConn) SetReadDeadline(t time.Time) error {
-	if u.deadlines == nil {
-		if !t.IsZero() && !t.After(time.Now()) {
-			return u.Close()
-		}
-		return errors.ErrUnsupported
+	if u.nc == nil {
+		return u.noDeadlines(t)
 	}
-	return u.deadlines.SetReadDeadline(t)
+	return u.nc.SetReadDeadline(t)
 }
 
 func (u *upgradedConn) SetWriteDeadline(t time.Time) error {
-	if u.deadlines == nil {
-		if !t.IsZero() && !t.After(time.Now()) {
-			return u.Close()
-		}
-		return errors.ErrUnsupported
+	if u.nc == nil {
+		return u.noDeadlines(t)
 	}
-	return u.deadlines.SetWriteDeadline(t)
+	return u.nc.SetWriteDeadline(t)
+}
+
+func (u *upgradedConn) noDeadlines(t time.Time) error {
+	if !t.IsZero() && !t.After(time.Now()) {
+		return u.Close()
+	}
+	return errors.ErrUnsupported
+}
+
+func (u *upgradedConn) CloseWrite() error {
+	if cw, ok := u.nc.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (u *upgradedConn) LocalAddr() net.Addr {
+	if u.nc == nil {
+		return unknownAddr{}
+	}
+	return u.nc.LocalAddr()
+}
+
+func (u *upgradedConn) RemoteAddr() net.Addr {
+	if u.nc == nil {
+		return unknownAddr{}
+	}
+	return u.nc.RemoteAddr()
 }
 
 // capturedConn receives the network connection the transport dials for
@@ -215,6 +232,13 @@ func (u *upgradedConn) SetWriteDeadline(t time.Time) error {
 type capturedConn struct{ p atomic.Pointer[net.Conn] }
 
 type capturedConnKey struct{}
+
+func (o *DialOptions) handshakeTimeout() time.Duration {
+	if o.HandshakeTimeout > 0 {
+		return o.HandshakeTimeout
+	}
+	return DefaultHandshakeTimeout
+}
 
 func (c *capturedConn) get() net.Conn {
 	if p := c.p.Load(); p != nil {

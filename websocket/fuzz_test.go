@@ -122,7 +122,7 @@ func FuzzReadFrames(f *testing.F) {
 	f.Add([]byte{0x01, 0x81, 0, 0, 0, 0, 0xce, 0x80, 0x81, 0, 0, 0, 0, 0xba})
 	f.Add([]byte{0x89, 0x80, 1, 2, 3, 4, 0x82, 0xfe, 0x00, 0x7e})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c := newConn(&scriptedTransport{in: in}, nil, false, "", &Options{ReadLimit: 1 << 16}, nil)
+		c := newConn(connConfig{t: &scriptedTransport{in: in}, opts: &Options{ReadLimit: 1 << 16}})
 		for range 1000 {
 			_, err := c.Read(t.Context())
 			if err == nil {

@@ -1,7 +1,6 @@
 package websocket
 
 import (
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -55,18 +54,15 @@ func checkHTTP2Request(w http.ResponseWriter, r *http.Request) *HandshakeError {
 }
 
 // acceptHTTP2 answers an extended CONNECT that passed the checks and returns
-// the connection over its stream. The connection lives in the handler: it
-// must be closed before the handler returns, which Open does.
-func acceptHTTP2(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, subprotocol, extensions string, onClose func()) (*Conn, error) {
+// the transport over its stream. The stream lives only as long as the
+// handler: the connection must be closed before the handler returns, which
+// Open does.
+func acceptHTTP2(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, subprotocol, extensions string) (transport, error) {
 	rc := http.NewResponseController(w)
-	timeout := opts.HandshakeTimeout
-	if timeout <= 0 {
-		timeout = DefaultHandshakeTimeout
-	}
 	// The server's WriteTimeout and ReadTimeout bound the stream as they
 	// bound a request; the WebSocket sets its own. A ResponseWriter that
 	// cannot set deadlines hides the stream (a wrapper without Unwrap).
-	if err := rc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+	if err := rc.SetWriteDeadline(time.Now().Add(opts.handshakeTimeout())); err != nil {
 		return nil, refuse(w, &HandshakeError{Status: http.StatusInternalServerError, Message: "the ResponseWriter does not give access to the HTTP/2 stream (does a middleware wrap it without an Unwrap method?): " + err.Error(), cause: err})
 	}
 	rc.SetReadDeadline(time.Time{})
@@ -87,350 +83,80 @@ func acceptHTTP2(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, su
 	}
 	rc.SetWriteDeadline(time.Time{})
 
-	s := newHTTP2Stream(r.Body)
-	s.write = func(p []byte) (int, error) {
-		n, err := w.Write(p)
-		if err == nil {
-			err = rc.Flush()
-		}
-		return n, err
-	}
-	// Resetting the stream is the only way to stop a write that waits for
-	// flow control; it is done only while the handler runs (Close waits
-	// for the write).
-	s.kill = func() { rc.SetWriteDeadline(pastDeadline) }
-	s.finish = func(writing bool) {
-		// A write in flight was stopped by Close; wait until it returned, so
-		// that nothing touches the ResponseWriter after the handler does.
-		s.wmu.Lock()
-		s.wmu.Unlock()
-		r.Body.Close() // ends the reading goroutine
-	}
-	s.start()
-	return newConn(s, requestAddrs(r), false, subprotocol, &opts.Options, onClose), nil
-}
-
-// requestAddrs gives a request's addresses to Conn.LocalAddr and RemoteAddr.
-func requestAddrs(r *http.Request) net.Conn {
-	a := &addrOnly{}
+	end := &serverStreamEnd{w: w, rc: rc, body: r.Body}
+	var remote net.Addr
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-		a.remote = net.TCPAddrFromAddrPort(ap)
+		remote = net.TCPAddrFromAddrPort(ap)
 	}
-	a.local, _ = r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	return a
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	end.s = newStreamTransport(end, r.Body, local, remote)
+	return end.s, nil
 }
 
-// addrOnly carries the addresses of a connection whose network connection
-// is not its own (an HTTP/2 stream shares it). Only the address methods
-// are for use.
-type addrOnly struct{ local, remote net.Addr }
+// streamGrace is how long a closed WebSocket's HTTP/2 stream stays open
+// while Open's handler goes on: long enough for the peer to read our close
+// frame, which a reset could make it drop.
+const streamGrace = time.Second
 
-func (a *addrOnly) LocalAddr() net.Addr              { return a.local }
-func (a *addrOnly) RemoteAddr() net.Addr             { return a.remote }
-func (a *addrOnly) Read([]byte) (int, error)         { return 0, errors.ErrUnsupported }
-func (a *addrOnly) Write([]byte) (int, error)        { return 0, errors.ErrUnsupported }
-func (a *addrOnly) Close() error                     { return errors.ErrUnsupported }
-func (a *addrOnly) SetDeadline(time.Time) error      { return errors.ErrUnsupported }
-func (a *addrOnly) SetReadDeadline(time.Time) error  { return errors.ErrUnsupported }
-func (a *addrOnly) SetWriteDeadline(time.Time) error { return errors.ErrUnsupported }
-
-// errStreamClosed is what reads and writes return after Close.
-var errStreamClosed = errors.New("websocket: HTTP/2 stream closed")
-
-// http2Stream is a connection's transport over an HTTP/2 stream: a body to
-// read (the request's on the server, the response's on the client) and a
-// way to write and flush the other direction.
-//
-// An HTTP/2 body has no deadlines that can be moved and undone as a
-// net.Conn's can: net/http's stream deadlines end the stream when they
-// pass. So the deadlines here are kept by the stream itself. A goroutine
-// reads the body, so that a Read can give up at its deadline (a context
-// cancelled between two messages) and leave what arrives for the next
-// Read; a write that outlives its deadline resets the stream, as the
-// connection is failed then anyway.
-//
-// An idle connection over HTTP/2 costs, besides its own goroutine, this
-// reading goroutine and a 512-byte buffer; a busy one reads through a
-// pooled 8 KiB buffer.
-type http2Stream struct {
+// serverStreamEnd is the server's side of a stream: the handler's
+// ResponseWriter, usable only until the handler returns.
+type serverStreamEnd struct {
+	s    *streamTransport
+	w    http.ResponseWriter
+	rc   *http.ResponseController
 	body io.ReadCloser
 
-	// Reading. The goroutine fills a chunk and signals ready; Read owns the
-	// chunk until it signals more.
-	ready   chan struct{}
-	more    chan struct{}
-	chunk   []byte
-	rerr    error
-	holding bool // Read owns chunk and rerr
-	small   [smallReadSize]byte
-	big     *[]byte
-	full    bool // the last read filled its buffer: the stream is busy
-
-	rdMu       sync.Mutex
-	rdDeadline time.Time
-	rdPoke     chan struct{} // the deadline moved while a Read waits
-	rdTimer    *time.Timer   // used by Read only
-
-	// Writing. wmu is held for each write; wdMu guards the deadline state.
-	wmu        sync.Mutex
-	write      func([]byte) (int, error) // writes and flushes
-	kill       func()                    // resets the stream, ending a blocked write
-	wdMu       sync.Mutex
-	wdDeadline time.Time
-	wdTimer    *time.Timer
-	writing    bool
-	timedOut   bool
-
-	done      chan struct{} // closed by Close
-	closeOnce sync.Once
-	finish    func(writing bool) // the side's own end of Close
+	mu       sync.Mutex
+	bound    bool // Open runs the handler and tells when it returns
+	returned bool // the handler returned: the ResponseWriter is not ours
+	grace    *time.Timer
 }
 
-func newHTTP2Stream(body io.ReadCloser) *http2Stream {
-	return &http2Stream{
-		body:   body,
-		ready:  make(chan struct{}, 1),
-		more:   make(chan struct{}, 1),
-		rdPoke: make(chan struct{}, 1),
-		done:   make(chan struct{}),
-	}
-}
-
-func (s *http2Stream) start() { go s.readLoop() }
-
-// readLoop reads the body chunk by chunk and hands each chunk to Read.
-func (s *http2Stream) readLoop() {
-	for {
-		b := s.small[:]
-		if s.full {
-			if s.big == nil {
-				s.big = readBufferPool.Get().(*[]byte)
-			}
-			b = *s.big
-		} else if s.big != nil {
-			readBufferPool.Put(s.big)
-			s.big = nil
-		}
-		n, err := s.body.Read(b)
-		s.full = n == len(b)
-		select {
-		case <-s.done:
-			s.drain()
-			return
-		default:
-		}
-		s.chunk, s.rerr = b[:n], err
-		s.ready <- struct{}{}
-		if err != nil {
-			// Read keeps the chunk; a big buffer goes to the collector.
-			s.body.Close()
-			return
-		}
-		select {
-		case <-s.more:
-		case <-s.done:
-			// Read may still hold the chunk: leave the buffers alone.
-			s.drain()
-			return
-		}
-	}
-}
-
-// drain reads what is left of the body after Close, so that the stream
-// ends with the peer's END_STREAM rather than a reset, then closes it.
-func (s *http2Stream) drain() {
-	io.Copy(io.Discard, s.body)
-	s.body.Close()
-}
-
-func (s *http2Stream) Read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	for {
-		select {
-		case <-s.done:
-			return 0, errStreamClosed
-		default:
-		}
-		if !s.holding {
-			if err := s.waitChunk(); err != nil {
-				return 0, err
-			}
-		}
-		if len(s.chunk) > 0 {
-			n := copy(p, s.chunk)
-			s.chunk = s.chunk[n:]
-			if len(s.chunk) == 0 && s.rerr == nil {
-				s.holding = false
-				s.more <- struct{}{}
-			}
-			return n, nil
-		}
-		if s.rerr != nil {
-			return 0, s.rerr
-		}
-		s.holding = false
-		s.more <- struct{}{}
-	}
-}
-
-// waitChunk waits for the reading goroutine, at most until the deadline.
-func (s *http2Stream) waitChunk() error {
-	for {
-		select {
-		case <-s.ready:
-			s.holding = true
-			return nil
-		default:
-		}
-		s.rdMu.Lock()
-		d := s.rdDeadline
-		s.rdMu.Unlock()
-		var expired <-chan time.Time
-		if !d.IsZero() {
-			wait := time.Until(d)
-			if wait <= 0 {
-				return os.ErrDeadlineExceeded
-			}
-			if s.rdTimer == nil {
-				s.rdTimer = time.NewTimer(wait)
-			} else {
-				s.rdTimer.Reset(wait)
-			}
-			expired = s.rdTimer.C
-		}
-		select {
-		case <-s.ready:
-			if expired != nil {
-				s.rdTimer.Stop()
-			}
-			s.holding = true
-			return nil
-		case <-expired:
-		case <-s.rdPoke:
-		case <-s.done:
-			if expired != nil {
-				s.rdTimer.Stop()
-			}
-			return errStreamClosed
-		}
-	}
-}
-
-func (s *http2Stream) SetReadDeadline(t time.Time) error {
-	s.rdMu.Lock()
-	s.rdDeadline = t
-	s.rdMu.Unlock()
-	select {
-	case s.rdPoke <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-func (s *http2Stream) Write(p []byte) (int, error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if err := s.startWrite(); err != nil {
-		return 0, err
-	}
-	n, err := s.write(p)
-	if s.endWrite() {
-		err = os.ErrDeadlineExceeded
+func (e *serverStreamEnd) write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err == nil {
+		err = e.rc.Flush()
 	}
 	return n, err
 }
 
-// startWrite checks the deadline and arms its timer for the write.
-func (s *http2Stream) startWrite() error {
-	s.wdMu.Lock()
-	defer s.wdMu.Unlock()
-	select {
-	case <-s.done:
-		return errStreamClosed
-	default:
+// reset resets the stream by moving its write deadline into the past,
+// unless the handler has returned (net/http panics then).
+func (e *serverStreamEnd) reset() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.returned {
+		e.rc.SetWriteDeadline(pastDeadline)
 	}
-	s.writing, s.timedOut = true, false
-	if d := s.wdDeadline; !d.IsZero() {
-		wait := time.Until(d)
-		if wait <= 0 {
-			s.writing = false
-			return os.ErrDeadlineExceeded
+}
+
+// finish ends reading (closing the request body wakes a blocked read).
+// Over TCP closing the connection ends it; a stream ends only when the
+// handler returns, so when Open's handler goes on after the connection
+// closed, the stream is reset after streamGrace.
+func (e *serverStreamEnd) finish(writing bool) {
+	// A write in flight was stopped by Close; wait until it returned, so
+	// that nothing touches the ResponseWriter after the handler does.
+	e.s.wmu.Lock()
+	e.s.wmu.Unlock()
+	e.body.Close()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.bound && !e.returned && !writing {
+		e.grace = time.AfterFunc(streamGrace, e.reset)
+	}
+}
+
+func (e *serverStreamEnd) boundToHandler() func() {
+	e.mu.Lock()
+	e.bound = true
+	e.mu.Unlock()
+	return func() {
+		e.mu.Lock()
+		e.returned = true
+		if e.grace != nil {
+			e.grace.Stop()
 		}
-		s.armWriteTimer(wait)
+		e.mu.Unlock()
 	}
-	return nil
-}
-
-// endWrite reports whether the write was stopped by its deadline.
-func (s *http2Stream) endWrite() bool {
-	s.wdMu.Lock()
-	defer s.wdMu.Unlock()
-	s.writing = false
-	if s.wdTimer != nil {
-		s.wdTimer.Stop()
-	}
-	return s.timedOut
-}
-
-func (s *http2Stream) armWriteTimer(wait time.Duration) {
-	if s.wdTimer == nil {
-		s.wdTimer = time.AfterFunc(wait, s.writeTimeout)
-	} else {
-		s.wdTimer.Reset(wait)
-	}
-}
-
-// writeTimeout runs when the write deadline passes during a write.
-func (s *http2Stream) writeTimeout() {
-	s.wdMu.Lock()
-	expired := s.writing && !s.wdDeadline.IsZero() && !time.Now().Before(s.wdDeadline)
-	if expired {
-		s.timedOut = true
-	}
-	s.wdMu.Unlock()
-	if expired {
-		s.kill()
-	}
-}
-
-func (s *http2Stream) SetWriteDeadline(t time.Time) error {
-	s.wdMu.Lock()
-	defer s.wdMu.Unlock()
-	s.wdDeadline = t
-	if !s.writing {
-		return nil
-	}
-	if t.IsZero() {
-		if s.wdTimer != nil {
-			s.wdTimer.Stop()
-		}
-		return nil
-	}
-	s.armWriteTimer(max(time.Until(t), 0))
-	return nil
-}
-
-// Close ends the connection's use of the stream: blocked reads return at
-// once, a write in flight is stopped by resetting the stream, and the
-// side's finish ends the stream (see there).
-func (s *http2Stream) Close() error {
-	s.closeOnce.Do(func() {
-		s.wdMu.Lock()
-		close(s.done)
-		writing := s.writing
-		if writing {
-			s.timedOut = false
-			if s.wdTimer != nil {
-				s.wdTimer.Stop()
-			}
-		}
-		s.wdMu.Unlock()
-		if writing {
-			s.kill()
-		}
-		s.finish(writing)
-	})
-	return nil
 }

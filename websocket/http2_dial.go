@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,11 +252,7 @@ func (f *http2Failure) error() *HandshakeError {
 
 // dialHTTP2 is Dial over HTTP/2, falling back to HTTP/1.1 with HTTPAuto.
 func dialHTTP2(ctx context.Context, rawURL string, u *url.URL, opts *DialOptions) (*Conn, *http.Response, error) {
-	timeout := opts.HandshakeTimeout
-	if timeout <= 0 {
-		timeout = defaultDialHandshakeTimeout
-	}
-	hctx, cancel := context.WithTimeout(ctx, timeout)
+	hctx, cancel := context.WithTimeout(ctx, opts.handshakeTimeout())
 	defer cancel()
 
 	c, resp, fail := dialHTTP2Stream(hctx, u, opts)
@@ -379,10 +374,10 @@ func dialHTTP2Stream(ctx context.Context, u *url.URL, opts *DialOptions) (*Conn,
 	}
 	if err != nil {
 		pw.Close()
-		why := err.Error()
-		if strings.Contains(why, "extended connect not supported") {
-			why = "the server does not allow extended CONNECT (it did not send SETTINGS_ENABLE_CONNECT_PROTOCOL)"
-		}
+		// The usual cause is net/http's "extended connect not supported by
+		// peer", which it exports no error value for; the hint says what
+		// it means.
+		why := err.Error() + " (the server must allow extended CONNECT: SETTINGS_ENABLE_CONNECT_PROTOCOL)"
 		return fail(&http2Failure{why: why, fallback: true})
 	}
 	if !stopWatch() {
@@ -410,30 +405,44 @@ func dialHTTP2Stream(ctx context.Context, u *url.URL, opts *DialOptions) (*Conn,
 	}
 
 	body := &http2ClientBody{ReadCloser: resp.Body, end: endStream}
-	s := newHTTP2Stream(body)
-	s.write = pw.Write
-	s.kill = func() {
-		pw.CloseWithError(errStreamClosed)
-		body.Close() // resets the stream
-	}
-	s.finish = func(writing bool) {
-		if !writing {
-			pw.Close() // END_STREAM
-		}
-		// The reading goroutine drains the response until the server ends
-		// the stream too; a server that does not is reset after a while.
-		body.closeAfter(http2CloseGrace)
-	}
-	s.start()
-	addrs := &addrOnly{}
+	var local, remote net.Addr
 	if p := netConn.Load(); p != nil && *p != nil {
-		addrs.local, addrs.remote = (*p).LocalAddr(), (*p).RemoteAddr()
+		local, remote = (*p).LocalAddr(), (*p).RemoteAddr()
 	}
-	c := newConn(s, addrs, true, subprotocol, &opts.Options, nil)
-	c.deflate = deflate
+	t := newStreamTransport(&clientStreamEnd{pw: pw, body: body}, body, local, remote)
 	resp.Body = http.NoBody // the stream is the connection's
-	return c, resp, nil
+	return newConn(connConfig{t: t, client: true, subprotocol: subprotocol, opts: &opts.Options, deflate: deflate}), resp, nil
 }
+
+// clientStreamEnd is the client's side of a stream: the request body it
+// writes through a pipe, and the response body.
+type clientStreamEnd struct {
+	pw   *io.PipeWriter
+	body *http2ClientBody
+}
+
+func (e *clientStreamEnd) write(p []byte) (int, error) { return e.pw.Write(p) }
+
+func (e *clientStreamEnd) reset() {
+	e.pw.CloseWithError(errStreamClosed)
+	e.body.Close() // resets the stream
+}
+
+// finish ends the request body (END_STREAM) and reads the response to its
+// end, so that the stream ends cleanly when the server ends its side too;
+// a server that does not is reset after http2CloseGrace.
+func (e *clientStreamEnd) finish(writing bool) {
+	if !writing {
+		e.pw.Close()
+	}
+	e.body.closeAfter(http2CloseGrace)
+	go func() {
+		io.Copy(io.Discard, e.body)
+		e.body.Close()
+	}()
+}
+
+func (e *clientStreamEnd) boundToHandler() func() { return func() {} }
 
 // http2CloseGrace is how long a closed connection waits for the server's
 // END_STREAM before resetting the stream.

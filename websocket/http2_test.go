@@ -491,10 +491,15 @@ func TestHTTP2WriteTimeout(t *testing.T) {
 // The client's side of the same: a server that reads nothing.
 func TestHTTP2ClientWriteTimeout(t *testing.T) {
 	ended := make(chan error, 1)
+	flooded := make(chan struct{})
 	srv := startH2Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ended <- websocket.Open(w, r, nil, func(ctx context.Context, c *websocket.Conn) error {
-			<-ctx.Done() // reads nothing: the stream's window fills
-			return ctx.Err()
+			<-flooded // reads nothing until then: the stream's window fills
+			for {
+				if _, err := c.Read(ctx); err != nil {
+					return err
+				}
+			}
 		})
 	}), true)
 	ctx := testCtx(t)
@@ -511,7 +516,8 @@ func TestHTTP2ClientWriteTimeout(t *testing.T) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("client's flood ended with %v, want a write timeout", err)
 	}
-	// The stream was reset: the server's handler ends.
+	close(flooded)
+	// The stream was reset: the server's reads end, and its handler.
 	select {
 	case <-ended:
 	case <-ctx.Done():

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"sync"
-	"time"
 )
 
 // Open accepts a WebSocket request, runs handler with the connection and
@@ -16,30 +14,38 @@ import (
 //   - an error from Read after the peer closed: the peer's code was already
 //     echoed, and a normal close (1000, 1001) counts as a clean end;
 //   - a *CloseError the handler built: its code and reason;
-//   - any error while r's context is cancelled (the server shutting down):
-//     1001 going away;
 //   - any other error: 1011 internal error (the error text is not sent).
 //
-// The handler's ctx is cancelled when the connection closes. Open returns the
-// handler's error, or nil for a clean end, or the handshake error.
+// The handler's ctx carries the request context's values and ends when the
+// connection closes, whoever closes it; a Read under it costs nothing to
+// watch. The request context's own cancellation is not followed: net/http
+// does not cancel it when the server shuts down (http.Server.Shutdown does
+// not know hijacked connections), and over HTTP/2 it ends with the stream,
+// which the connection notices by itself. To close connections when the
+// server stops, serve them with a Server and call its Shutdown.
 //
-// The handler runs in net/http's goroutine for the request, which keeps its
-// buffers and the request for the connection's life: about 5 KiB more per
-// idle connection than Accept followed by a goroutine of your own, which
-// lets them go when ServeHTTP returns (measured by bench/: 17.3 KiB against
-// 11.6 KiB per idle connection at 1000 connections). For tens of thousands
-// of mostly idle connections, prefer Accept.
+// Open returns the handler's error, or nil for a clean end, or the
+// handshake error.
+//
+// The handler runs in net/http's goroutine for the request: over HTTP/1.1
+// the connection's, over HTTP/2 the stream's. It is the only goroutine an
+// idle connection has (keepalive adds none); see the package documentation
+// for what a connection costs.
 func Open(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, handler func(ctx context.Context, c *Conn) error) error {
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
-	c, err := accept(w, r, opts, cancel)
+	c, err := accept(w, r, opts, connConfig{ownCtx: ctx, onClose: cancel})
 	if err != nil {
 		return err
 	}
+	return run(ctx, c, handler)
+}
 
-	if s, ok := c.t.(*http2Stream); ok {
-		defer endStreamWhenClosed(c, s)()
-	}
+// run runs handler on a connection accepted for it, as Open does.
+func run(ctx context.Context, c *Conn, handler func(ctx context.Context, c *Conn) error) error {
+	handlerReturned := c.t.boundToHandler()
+	defer handlerReturned()
+
 	herr := handler(ctx, c)
 
 	var ce *CloseError
@@ -50,57 +56,14 @@ func Open(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, handler f
 		} else {
 			c.Close(ce.Code, ce.Reason)
 		}
-	case r.Context().Err() != nil:
-		c.Close(StatusGoingAway, "server shutting down")
 	case herr == nil:
 		c.Close(StatusNormalClosure, "")
 	default:
 		c.Close(StatusInternalError, "internal error")
 	}
 	c.CloseNow()
-	if errors.Is(herr, io.EOF) || r.Context().Err() != nil && errors.Is(herr, r.Context().Err()) {
-		return nil // the peer left normally, or the server is shutting down
+	if errors.Is(herr, io.EOF) {
+		return nil // the peer left normally
 	}
 	return herr
-}
-
-// streamGrace is how long a closed WebSocket's HTTP/2 stream stays open
-// while the handler goes on: long enough for the peer to read our close
-// frame, which a reset could make it drop.
-const streamGrace = time.Second
-
-// endStreamWhenClosed ends the HTTP/2 stream of a connection that closed
-// while its handler keeps running. Over TCP the connection's socket is
-// closed; a stream only ends when the handler returns, so it is reset after
-// streamGrace instead. It returns the function to call as the handler
-// returns; resetting is safe only before then, which the mutex ensures.
-func endStreamWhenClosed(c *Conn, s *http2Stream) (handlerReturned func()) {
-	var mu sync.Mutex
-	returned := false
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-done:
-			return
-		case <-c.closed:
-		}
-		t := time.NewTimer(streamGrace)
-		defer t.Stop()
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
-		mu.Lock()
-		if !returned {
-			s.kill()
-		}
-		mu.Unlock()
-	}()
-	return func() {
-		mu.Lock()
-		returned = true
-		mu.Unlock()
-		close(done)
-	}
 }

@@ -145,8 +145,9 @@ type DialOptions struct {
 	// Subprotocols offered to the server, in order of preference.
 	Subprotocols []string
 
-	// HandshakeTimeout bounds the whole handshake when ctx has no earlier
-	// deadline. 0 means 30 seconds.
+	// HandshakeTimeout bounds the whole handshake (dialing, TLS, the HTTP
+	// exchange) when ctx has no earlier deadline. 0 means
+	// DefaultHandshakeTimeout, as for Accept.
 	HandshakeTimeout time.Duration
 
 	Options

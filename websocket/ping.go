@@ -3,7 +3,6 @@ package websocket
 import (
 	"context"
 	"encoding/binary"
-	"time"
 )
 
 // Ping sends a ping and waits for its pong. Pongs are read by Read, so
@@ -39,9 +38,11 @@ func (c *Conn) Ping(ctx context.Context) error {
 	}
 }
 
-// deliverPong wakes the Ping waiting for this pong. A pong that answers no
-// ping (RFC 6455 §5.5.3 allows unsolicited ones) is ignored.
+// deliverPong tells keepalive the peer is there and wakes the Ping waiting
+// for this pong. A pong that answers no ping (RFC 6455 §5.5.3 allows
+// unsolicited ones) wakes nobody.
 func (c *Conn) deliverPong(payload []byte) {
+	c.alive.pong.Store(true)
 	if len(payload) != 8 {
 		return
 	}
@@ -52,25 +53,4 @@ func (c *Conn) deliverPong(payload []byte) {
 		delete(c.pings, id)
 	}
 	c.pingMu.Unlock()
-}
-
-// keepalive pings every PingInterval and closes the connection when a pong
-// is late. It ends with the connection.
-func (c *Conn) keepalive() {
-	t := time.NewTicker(c.cfg.pingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.closed:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.pongTimeout)
-		err := c.Ping(ctx)
-		cancel()
-		if err != nil {
-			c.CloseNow()
-			return
-		}
-	}
 }

@@ -50,10 +50,10 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 	if c.readErr != nil {
 		return Message{}, c.readErr
 	}
-	if err := ctx.Err(); err != nil {
+	defer c.t.endRead()
+	if err := c.beginRead(ctx); err != nil {
 		return Message{}, err
 	}
-	c.readCtx.watch(ctx)
 	msg, err := c.readMessage()
 	if err = c.endRead(ctx, err); err != nil {
 		return Message{}, err
@@ -73,10 +73,10 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	if c.readErr != nil {
 		return 0, nil, c.readErr
 	}
-	if err := ctx.Err(); err != nil {
+	defer c.t.endRead()
+	if err := c.beginRead(ctx); err != nil {
 		return 0, nil, err
 	}
-	c.readCtx.watch(ctx)
 	err := c.skipMessage()
 	if err == nil {
 		err = c.nextFrame()
@@ -114,10 +114,10 @@ func (r *messageReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if err := r.ctx.Err(); err != nil {
+	defer c.t.endRead()
+	if err := c.beginRead(r.ctx); err != nil {
 		return 0, err
 	}
-	c.readCtx.watch(r.ctx)
 	n, err := c.readData(p)
 	if err = c.endRead(r.ctx, err); err != nil {
 		return n, err
@@ -171,6 +171,9 @@ func (c *Conn) endRead(ctx context.Context, err error) error {
 		reason := "connection lost without a close frame"
 		if c.isClosed() {
 			reason = "connection closed"
+		}
+		if cause := c.closeCause.Load(); cause != nil {
+			reason = cause.Reason
 		}
 		c.readErr = &CloseError{Code: StatusAbnormalClosure, Reason: reason, cause: err}
 		c.CloseNow()
@@ -484,9 +487,7 @@ func parseClosePayload(p []byte) (*CloseError, error) {
 func (c *Conn) fail(code StatusCode, reason string) *CloseError {
 	ce := &CloseError{Code: code, Reason: reason}
 	if c.writeClose(code, reason) == nil {
-		if cw, ok := c.addr.(interface{ CloseWrite() error }); ok {
-			cw.CloseWrite()
-		}
+		c.t.closeWrite()
 		c.drainUntilClose(time.Now().Add(min(c.cfg.closeTimeout, time.Second)))
 	}
 	c.CloseNow()
@@ -501,6 +502,7 @@ func (c *Conn) drainUntilClose(deadline time.Time) error {
 	if c.readErr != nil {
 		return c.readErr
 	}
+	c.t.beginRead(nil)
 	c.t.SetReadDeadline(deadline)
 	if err := c.discard(c.rs.remaining); err != nil {
 		return err

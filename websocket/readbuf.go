@@ -168,3 +168,11 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 		return true
 	}
 }
+
+// preload makes p, bytes that arrived with the handshake, the first ones
+// read. p is the connection's own (no pooled buffer is pinned by it).
+func (b *readBuffer) preload(p []byte) {
+	if len(p) > 0 {
+		b.buf, b.r, b.w = p, 0, len(p)
+	}
+}

@@ -2,7 +2,9 @@ package websocket
 
 import (
 	"bytes"
+	"context"
 	"io"
+	"net"
 	"time"
 )
 
@@ -36,3 +38,9 @@ func (s *scriptedTransport) Write(p []byte) (int, error) {
 func (s *scriptedTransport) Close() error                     { s.closed = true; return nil }
 func (s *scriptedTransport) SetReadDeadline(time.Time) error  { return nil }
 func (s *scriptedTransport) SetWriteDeadline(time.Time) error { return nil }
+func (s *scriptedTransport) beginRead(context.Context)        {}
+func (s *scriptedTransport) endRead()                         {}
+func (s *scriptedTransport) closeWrite() error                { return nil }
+func (s *scriptedTransport) boundToHandler() func()           { return func() {} }
+func (s *scriptedTransport) LocalAddr() net.Addr              { return unknownAddr{} }
+func (s *scriptedTransport) RemoteAddr() net.Addr             { return unknownAddr{} }

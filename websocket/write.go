@@ -178,22 +178,30 @@ func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 	if deadline.IsZero() && c.cfg.writeTimeout > 0 {
 		deadline = time.Now().Add(c.cfg.writeTimeout)
 	}
+	// ctx bounds this write and nothing after it (deadline.go).
+	if ctx == c.ownCtx {
+		ctx = nil
+	}
+	c.writeCtx.begin(ctx)
 	c.t.SetWriteDeadline(deadline)
-	if ctx != nil {
-		c.writeCtx.watch(ctx)
-	}
 	var err error
-	if tail == nil {
-		_, err = c.t.Write(head)
-	} else {
-		bufs := net.Buffers{head, tail}
-		_, err = bufs.WriteTo(c.t)
+	if ctx != nil {
+		err = ctx.Err()
 	}
+	if err == nil {
+		if tail == nil {
+			_, err = c.t.Write(head)
+		} else {
+			bufs := net.Buffers{head, tail}
+			_, err = bufs.WriteTo(c.t)
+		}
+	}
+	c.writeCtx.end()
 	putWriteBuffer(c.wbuf)
 	c.wbuf = nil
 	if err != nil {
 		switch {
-		case ctx != nil && ctx.Err() != nil && isTimeout(err):
+		case ctx != nil && ctx.Err() != nil && (isTimeout(err) || err == ctx.Err()):
 			err = ctx.Err()
 		case c.isClosed():
 			err = fmt.Errorf("%w: %w", ErrClosed, err)
