@@ -16,7 +16,6 @@ import (
 	"time"
 )
 
-
 // Dial opens a WebSocket connection to a ws:// or wss:// URL (http:// and
 // https:// are accepted too) and returns it with the server's handshake
 // response. The handshake is bounded by ctx and HandshakeTimeout; ctx does
