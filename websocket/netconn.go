@@ -15,7 +15,7 @@ import (
 // NetConn returns a net.Conn that carries a byte stream in c's messages of
 // type typ, for protocols written against net.Conn (HTTP, SSH, a database
 // driver) tunnelled through a WebSocket. The net.Conn takes over c: do not
-// use c directly afterwards.
+// read or write c directly afterwards.
 //
 // Read reads the stream across message boundaries, streaming each message
 // (see Reader), so message sizes mean nothing to the reader; NetConn lifts
