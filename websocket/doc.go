@@ -29,6 +29,11 @@
 //	defer c.CloseNow()
 //	err = c.Write(ctx, websocket.MessageText, []byte(`{"text":"hi"}`))
 //
+// Beyond messages: ReadJSON, WriteJSON and SendJSON speak JSON, as the
+// guide's chat does; CloseRead keeps a connection that only writes
+// answering pings and noticing the peer's close; NetConn turns a connection
+// into a net.Conn for byte-stream protocols.
+//
 // The package is strict where RFC 6455 is: frames are checked as they
 // arrive, text is validated as UTF-8 as it is read (failing on the first
 // invalid byte), and every violation closes the connection with the code the
