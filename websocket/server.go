@@ -82,29 +82,48 @@ const forcedGrace = time.Second
 // connection is tracked. Once Shutdown was called it answers 503 Service
 // Unavailable with a Retry-After header instead.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := s.Handler
+	if h == nil {
+		h = discard
+	}
+	s.Open(w, r, h)
+}
+
+// Open is the package's Open with s.Options, for a handler of the caller's
+// own, such as a closure that sees the request, while s tracks the
+// connection: it counts in Len, appears in All and is closed by Shutdown.
+// Once Shutdown was called Open answers 503 Service Unavailable with a
+// Retry-After header and returns a *HandshakeError with that status.
+func (s *Server) Open(w http.ResponseWriter, r *http.Request, handler func(ctx context.Context, c *Conn) error) error {
 	if !s.enter() {
-		h := w.Header()
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Retry-After", strconv.Itoa(retryAfter))
-		if r.ProtoMajor == 1 {
-			h.Set("Connection", "close") // this server is going away: so is the TCP connection
-		}
-		w.WriteHeader(http.StatusServiceUnavailable)
-		w.Write([]byte("the server is shutting down: connect again in a few seconds (see Retry-After)\n"))
-		return
+		return refuseShuttingDown(w, r)
 	}
 	defer s.handlers.Done()
-	Open(w, r, &s.Options, func(ctx context.Context, c *Conn) error {
+	return Open(w, r, &s.Options, func(ctx context.Context, c *Conn) error {
 		if err := s.add(c); err != nil {
 			return err
 		}
 		defer s.remove(c)
-		if s.Handler == nil {
-			return discard(ctx, c)
-		}
-		return s.Handler(ctx, c)
+		return handler(ctx, c)
 	})
+}
+
+// refuseShuttingDown answers a WebSocket request during shutdown.
+func refuseShuttingDown(w http.ResponseWriter, r *http.Request) error {
+	herr := &HandshakeError{
+		Status:  http.StatusServiceUnavailable,
+		Message: "the server is shutting down: connect again in a few seconds (see Retry-After)",
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Retry-After", strconv.Itoa(retryAfter))
+	if r.ProtoMajor == 1 {
+		h.Set("Connection", "close") // this server is going away: so is the TCP connection
+	}
+	w.WriteHeader(herr.Status)
+	w.Write([]byte(herr.Message + "\n"))
+	return herr
 }
 
 // enter counts a request in; false once shutting down.

@@ -289,8 +289,15 @@ func TestServerRefusesDuringShutdown(t *testing.T) {
 		<-release // neither reads nor watches ctx: Shutdown must wait for it
 		return nil
 	}}
-	_, url := startH1(t, ws)
-	_, h2URL, h2Client := startH2(t, ws)
+	// A second endpoint runs its own handler through ws.Open.
+	openErr := make(chan error, 1)
+	mux := http.NewServeMux()
+	mux.Handle("/", ws)
+	mux.HandleFunc("/open", func(w http.ResponseWriter, r *http.Request) {
+		openErr <- ws.Open(w, r, func(ctx context.Context, c *websocket.Conn) error { return nil })
+	})
+	_, url := startH1(t, mux)
+	_, h2URL, h2Client := startH2(t, mux)
 
 	c, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
@@ -333,6 +340,13 @@ func TestServerRefusesDuringShutdown(t *testing.T) {
 		if !strings.Contains(string(body), "shutting down") {
 			t.Errorf("dial %s: 503 body %q does not say the server is shutting down", d.url, body)
 		}
+	}
+	if _, _, err := websocket.Dial(ctx, url+"/open", nil); err == nil {
+		t.Error("dial /open during shutdown succeeded, want 503")
+	}
+	var he *websocket.HandshakeError
+	if err := <-openErr; !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable {
+		t.Errorf("Server.Open during shutdown returned %v, want a 503 *HandshakeError", err)
 	}
 
 	select {
