@@ -4,7 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplexws/duplex/websocket"
@@ -30,6 +30,17 @@ type Options struct {
 	// closed; 0 means PingInterval.
 	PongTimeout time.Duration
 
+	// ShutdownCode is the close code [Server.Shutdown] sends: 0 means
+	// websocket.StatusGoingAway (1001, reason "going away");
+	// websocket.StatusServiceRestart (1012, reason "service restart") tells
+	// the pages that the server restarts.
+	ShutdownCode websocket.StatusCode
+
+	// DrainWindow, when positive, spreads the close frames of
+	// [Server.Shutdown] evenly over this long, so that the pages do not all
+	// reconnect at once.
+	DrainWindow time.Duration
+
 	// Logger receives one line when a connection opens and one when it closes.
 	// Nil discards them.
 	Logger *slog.Logger
@@ -37,40 +48,50 @@ type Options struct {
 
 // Server serves the chat: GET / (a redirect to the page), GET /chat/index,
 // its static files, and the WebSocket endpoint /chat/connect.
-// It tracks its live connections so that [Server.Shutdown] can close them.
+// Its WebSockets are tracked by a [websocket.Server], so that
+// [Server.Shutdown] can close them.
 type Server struct {
-	mux    *http.ServeMux
-	log    *slog.Logger
-	accept websocket.AcceptOptions
-
-	mu      sync.Mutex
-	closing bool
-	conns   map[*liveConn]struct{}
-	wg      sync.WaitGroup // one per /chat/connect request in flight
+	mux     *http.ServeMux
+	log     *slog.Logger
+	ws      websocket.Server
+	closing atomic.Bool // Shutdown was called: a close with ws.ShutdownCode was ours
 }
 
-// liveConn is one /chat/connect request, from before its handshake to the end
-// of its handler.
-type liveConn struct {
-	cancel context.CancelFunc // cancels the request context: Open then closes with 1001
-	conn   *websocket.Conn    // set once the handshake is done; guarded by Server.mu
+// shutdownReason is the reason sent beside a shutdown close code.
+func shutdownReason(code websocket.StatusCode) string {
+	switch code {
+	case websocket.StatusGoingAway:
+		return "going away"
+	case websocket.StatusServiceRestart:
+		return "service restart"
+	}
+	return "server shutting down"
 }
 
 // New returns a chat server configured by opts.
 func New(opts Options) *Server {
 	s := &Server{
-		mux:   http.NewServeMux(),
-		log:   opts.Logger,
-		conns: make(map[*liveConn]struct{}),
-		accept: websocket.AcceptOptions{
-			OriginPatterns: append([]string(nil), opts.OriginPatterns...),
-			Options: websocket.Options{
-				ReadLimit:    ReadLimit,
-				PingInterval: opts.PingInterval,
-				PongTimeout:  opts.PongTimeout,
+		mux: http.NewServeMux(),
+		log: opts.Logger,
+		ws: websocket.Server{
+			Options: websocket.AcceptOptions{
+				OriginPatterns: append([]string(nil), opts.OriginPatterns...),
+				Options: websocket.Options{
+					ReadLimit:    ReadLimit,
+					PingInterval: opts.PingInterval,
+					PongTimeout:  opts.PongTimeout,
+				},
 			},
+			ShutdownCode: opts.ShutdownCode,
+			DrainWindow:  opts.DrainWindow,
 		},
 	}
+	if s.ws.ShutdownCode == 0 {
+		s.ws.ShutdownCode = websocket.StatusGoingAway
+	}
+	// Set here, so that the log can say what was sent: the peer's echo of
+	// the close frame carries only the code.
+	s.ws.ShutdownReason = shutdownReason(s.ws.ShutdownCode)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -90,85 +111,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// Connections returns how many WebSocket connections are open or opening.
+// Connections returns how many WebSocket connections are open.
 func (s *Server) Connections() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.conns)
+	return s.ws.Len()
 }
 
-// Shutdown closes every WebSocket connection with 1001 "going away", refuses
-// new ones with 503, and waits for their handlers to end. When ctx ends first,
-// it drops the remaining connections without a closing handshake and returns
-// ctx's error. Shutdown does not stop the HTTP listener: call
-// [http.Server.Shutdown] beside it.
+// Shutdown closes every WebSocket connection with Options.ShutdownCode (1001
+// "going away" by default), spread over Options.DrainWindow, refuses new ones
+// with 503, and waits for their handlers to end. When ctx ends first, it
+// drops the remaining connections without a closing handshake and returns
+// ctx's error. It may be called more than once, concurrently. Shutdown does
+// not stop the HTTP listener: run it beside [http.Server.Shutdown], as
+// [websocket.Server] shows.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for lc := range s.conns {
-		lc.cancel()
+	s.closing.Store(true)
+	err := s.ws.Shutdown(ctx)
+	if err != nil {
+		s.log.Warn("shutdown deadline passed: websocket connections dropped without a closing handshake", "error", err)
 	}
-	s.mu.Unlock()
-
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-	}
-
-	s.mu.Lock()
-	n := 0
-	for lc := range s.conns {
-		if lc.conn != nil {
-			lc.conn.CloseNow()
-			n++
-		}
-	}
-	s.mu.Unlock()
-	s.log.Warn("shutdown deadline passed, dropping websocket connections", "count", n)
-	// The handlers end quickly once their TCP connections are gone; wait a
-	// little for them so that their last log lines are written.
-	t := time.NewTimer(time.Second)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
-	}
-	return ctx.Err()
-}
-
-// track registers a /chat/connect request; false when shutting down.
-func (s *Server) track(lc *liveConn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.conns[lc] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Server) untrack(lc *liveConn) {
-	s.mu.Lock()
-	delete(s.conns, lc)
-	s.mu.Unlock()
-	s.wg.Done()
-}
-
-func (s *Server) setConn(lc *liveConn, c *websocket.Conn) {
-	s.mu.Lock()
-	lc.conn = c
-	s.mu.Unlock()
-}
-
-func (s *Server) isClosing() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closing
+	return err
 }

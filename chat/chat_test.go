@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -440,5 +442,64 @@ func TestShutdownDeadline(t *testing.T) {
 	}
 	if n := s.Connections(); n != 0 {
 		t.Errorf("Connections() after a forced shutdown = %d, want 0", n)
+	}
+}
+
+// lockedBuffer is a log destination safe for the handlers' goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestShutdownServiceRestart: with ShutdownCode 1012 and a drain window, every
+// page gets 1012 "service restart", and the log says the server closed it.
+func TestShutdownServiceRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	var logs lockedBuffer
+	s := chat.New(chat.Options{
+		ShutdownCode: websocket.StatusServiceRestart,
+		DrainWindow:  100 * time.Millisecond,
+		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+
+	var conns []*websocket.Conn
+	for range 3 {
+		c := dial(t, ctx, ts, sameOrigin(ts))
+		wantEcho(t, ctx, c, "before the restart")
+		conns = append(conns, c)
+	}
+	shutdownErr := make(chan error, 1)
+	go func() { shutdownErr <- s.Shutdown(ctx) }()
+	for i, c := range conns {
+		_, err := c.Read(ctx)
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.StatusServiceRestart || ce.Reason != "service restart" || !ce.Remote {
+			t.Errorf("conn %d: read during shutdown: %v, want close 1012 \"service restart\" from the server", i, err)
+		}
+	}
+	if err := <-shutdownErr; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	out := logs.String()
+	if n := strings.Count(out, `msg="websocket closed"`); n != 3 {
+		t.Errorf("%d 'websocket closed' lines, want 3:\n%s", n, out)
+	}
+	if n := strings.Count(out, `code=1012 reason="service restart" by=server`); n != 3 {
+		t.Errorf("%d closes logged as 1012 by the server, want 3:\n%s", n, out)
 	}
 }

@@ -20,33 +20,21 @@ type reply struct {
 
 // connect is the /chat/connect endpoint: the guide's read, send_text, flush loop.
 func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	lc := &liveConn{cancel: cancel}
-	if !s.track(lc) {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "server is shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	defer s.untrack(lc)
-	// Shutdown cancels this context; Open then closes the connection with 1001.
-	r = r.WithContext(ctx)
-
-	var (
-		opened   time.Time
-		messages int
-		end      closeInfo
-	)
-	err := websocket.Open(w, r, &s.accept, func(ctx context.Context, c *websocket.Conn) error {
-		opened = time.Now()
-		s.setConn(lc, c)
+	// s.ws tracks the connection, so that Shutdown closes it, until the
+	// handler returns: the handler writes its own log lines, so that they
+	// are all written when Shutdown returns.
+	opened := false
+	err := s.ws.Open(w, r, func(ctx context.Context, c *websocket.Conn) error {
+		opened = true
+		start := time.Now()
+		messages := 0
 		s.log.Info("websocket opened", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
-		// end records how the loop ended; the handler returns what Open needs.
+		// The handler returns the error that ended the loop, for Open to
+		// close the connection according to it, and logs how it ended.
 		fail := func(err error) error {
-			end = s.classify(err)
-			if end.wrap != nil {
-				return end.wrap
-			}
+			end := s.classify(err)
+			s.log.Info("websocket closed", "remote", r.RemoteAddr, "code", int(end.code), "reason", end.reason,
+				"by", end.by, "messages", messages, "duration", time.Since(start).Round(time.Millisecond))
 			return err
 		}
 		for {
@@ -63,28 +51,31 @@ func (s *Server) connect(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	})
-	if opened.IsZero() {
-		// The handshake failed; Open has written the HTTP error.
-		var he *websocket.HandshakeError
-		if errors.As(err, &he) {
+	if !opened {
+		// The handshake failed or was refused (503 during shutdown); the
+		// HTTP error has been written.
+		var (
+			he *websocket.HandshakeError
+			ce *websocket.CloseError
+		)
+		switch {
+		case errors.As(err, &he):
 			s.log.Info("websocket handshake refused", "remote", r.RemoteAddr,
 				"origin", r.Header.Get("Origin"), "status", he.Status, "reason", he.Message)
-		} else if err != nil {
+		case errors.As(err, &ce):
+			// The handshake ended as Shutdown began: closed at once.
+			s.log.Info("websocket closed at once: shutting down", "remote", r.RemoteAddr, "code", int(ce.Code))
+		case err != nil:
 			s.log.Info("websocket handshake failed", "remote", r.RemoteAddr, "error", err)
 		}
-		return
 	}
-	s.log.Info("websocket closed", "remote", r.RemoteAddr, "code", int(end.code), "reason", end.reason,
-		"by", end.by, "messages", messages, "duration", time.Since(opened).Round(time.Millisecond))
 }
 
-// closeInfo describes how a connection ended, for the log, and what the
-// handler returns to Open.
+// closeInfo describes how a connection ended, for the log.
 type closeInfo struct {
 	code   websocket.StatusCode
 	reason string
 	by     string // "peer" or "server"
-	wrap   error  // when non-nil, the handler returns this instead of Read's error
 }
 
 // classify turns the error that ended the loop (from Read, SendText or Flush)
@@ -92,17 +83,15 @@ type closeInfo struct {
 func (s *Server) classify(err error) closeInfo {
 	var ce *websocket.CloseError
 	switch {
+	case errors.As(err, &ce) && ce.Remote && s.closing.Load() && ce.Code == s.ws.ShutdownCode:
+		// Shutdown sent our close frame; Read returns the peer's echo of it.
+		return closeInfo{code: ce.Code, reason: s.ws.ShutdownReason, by: "server"}
 	case errors.As(err, &ce):
 		by := "server"
 		if ce.Remote {
 			by = "peer"
 		}
 		return closeInfo{code: ce.Code, reason: ce.Reason, by: by}
-	case s.isClosing():
-		// Our Shutdown cancelled the context. Open closes with 1001 when the
-		// request context is cancelled; say so explicitly all the same.
-		goingAway := &websocket.CloseError{Code: websocket.StatusGoingAway, Reason: "going away"}
-		return closeInfo{code: goingAway.Code, reason: goingAway.Reason, by: "server", wrap: goingAway}
 	default:
 		// The connection ended without a close frame (TCP reset, EOF, ...).
 		return closeInfo{code: websocket.StatusAbnormalClosure, reason: err.Error(), by: "peer"}

@@ -14,7 +14,8 @@
 //	http.ListenAndServe(":9292", srv)
 //
 // A server that shuts down gracefully calls [Server.Shutdown] beside
-// [http.Server.Shutdown]: http.Server does not track hijacked connections, so
-// it is Server.Shutdown that closes every WebSocket with 1001 "going away"
-// and waits for the handlers to end.
+// [http.Server.Shutdown]: http.Server does not close WebSockets, so it is
+// Server.Shutdown, through the [websocket.Server] that tracks them, that
+// closes every WebSocket with 1001 "going away" (or Options.ShutdownCode,
+// spread over Options.DrainWindow) and waits for the handlers to end.
 package chat

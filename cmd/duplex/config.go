@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"path"
 	"strings"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
 )
 
 // config is the server's configuration, from flags and their environment twins.
@@ -14,7 +17,9 @@ type config struct {
 	addr           string
 	allowedOrigins []string
 	logLevel       slog.Level
-	tls            tlsOptions // tls.go
+	shutdownCode   websocket.StatusCode // sent to every WebSocket on shutdown
+	drain          time.Duration        // spread of the shutdown's close frames
+	tls            tlsOptions           // tls.go
 }
 
 // usageError is a bad flag or environment value.
@@ -42,6 +47,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 			`e.g. "*.example.com,http://localhost:*" (env DUPLEX_ALLOWED_ORIGINS)`)
 	level := fs.String("log-level", env("DUPLEX_LOG_LEVEL", "info"),
 		"`level` of the logs: debug, info, warn or error (env DUPLEX_LOG_LEVEL)")
+	shutdownCode := fs.String("shutdown-code", env("DUPLEX_SHUTDOWN_CODE", "going-away"),
+		"close `code` sent to every WebSocket on SIGINT or SIGTERM: going-away (1001) or service-restart (1012),\n"+
+			"which tells clients that the server restarts (env DUPLEX_SHUTDOWN_CODE)")
+	drain := fs.String("drain", env("DUPLEX_DRAIN", "0s"),
+		"`duration` over which the shutdown spreads its close frames, so that clients do not all reconnect at once;\n"+
+			"0 closes all at once; less than the shutdown timeout ("+shutdownTimeout.String()+") (env DUPLEX_DRAIN)")
 	readTLS := addTLSFlags(fs, getenv)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index, WebSocket /chat/connect, GET /healthz.\n\n")
@@ -80,6 +91,24 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	default:
 		return config{}, usageError{fmt.Errorf("-log-level: %q is not one of debug, info, warn, error", *level)}
 	}
+	switch strings.ToLower(strings.TrimSpace(*shutdownCode)) {
+	case "going-away", "1001":
+		cfg.shutdownCode = websocket.StatusGoingAway
+	case "service-restart", "1012":
+		cfg.shutdownCode = websocket.StatusServiceRestart
+	default:
+		return config{}, usageError{fmt.Errorf("-shutdown-code: %q is not going-away (1001) or service-restart (1012)", *shutdownCode)}
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(*drain))
+	switch {
+	case err != nil:
+		return config{}, usageError{fmt.Errorf("-drain: %q is not a duration like 5s or 1500ms", *drain)}
+	case d < 0:
+		return config{}, usageError{fmt.Errorf("-drain: %v is negative", d)}
+	case d >= shutdownTimeout:
+		return config{}, usageError{fmt.Errorf("-drain: %v is not shorter than the shutdown timeout, %v: the last connections would be dropped without a close frame", d, shutdownTimeout)}
+	}
+	cfg.drain = d
 	tlsOpts, err := readTLS()
 	if err != nil {
 		return config{}, usageError{err}

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -37,6 +40,24 @@ func TestParseConfig(t *testing.T) {
 			config{addr: ":9292", logLevel: slog.LevelInfo},
 		},
 		{"error level", []string{"-log-level=error"}, nil, config{addr: ":9292", logLevel: slog.LevelError}},
+		{
+			"shutdown code and drain from env",
+			nil,
+			map[string]string{"DUPLEX_SHUTDOWN_CODE": "service-restart", "DUPLEX_DRAIN": "2s"},
+			config{addr: ":9292", logLevel: slog.LevelInfo, shutdownCode: websocket.StatusServiceRestart, drain: 2 * time.Second},
+		},
+		{
+			"shutdown code and drain flags win over env",
+			[]string{"-shutdown-code", "going-away", "-drain", "1500ms"},
+			map[string]string{"DUPLEX_SHUTDOWN_CODE": "service-restart", "DUPLEX_DRAIN": "2s"},
+			config{addr: ":9292", logLevel: slog.LevelInfo, shutdownCode: websocket.StatusGoingAway, drain: 1500 * time.Millisecond},
+		},
+		{
+			"shutdown code by number",
+			[]string{"-shutdown-code=1012"},
+			nil,
+			config{addr: ":9292", logLevel: slog.LevelInfo, shutdownCode: websocket.StatusServiceRestart},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,7 +65,11 @@ func TestParseConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.addr != tc.want.addr || got.logLevel != tc.want.logLevel || !slices.Equal(got.allowedOrigins, tc.want.allowedOrigins) {
+			if tc.want.shutdownCode == 0 {
+				tc.want.shutdownCode = websocket.StatusGoingAway // the default
+			}
+			if got.addr != tc.want.addr || got.logLevel != tc.want.logLevel || !slices.Equal(got.allowedOrigins, tc.want.allowedOrigins) ||
+				got.shutdownCode != tc.want.shutdownCode || got.drain != tc.want.drain {
 				t.Errorf("parseConfig = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -63,6 +88,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad pattern", []string{"-allowed-origins", "[a-"}, nil, "[a-"},
 		{"unknown flag", []string{"-port", "1"}, nil, "port"},
 		{"stray argument", []string{"serve"}, nil, "serve"},
+		{"bad shutdown code", []string{"-shutdown-code", "restart"}, nil, "restart"},
+		{"bad shutdown code in env", nil, map[string]string{"DUPLEX_SHUTDOWN_CODE": "1000"}, "1000"},
+		{"bad drain", []string{"-drain", "soon"}, nil, "soon"},
+		{"drain without a unit", nil, map[string]string{"DUPLEX_DRAIN": "5"}, `"5"`},
+		{"negative drain", []string{"-drain", "-1s"}, nil, "negative"},
+		{"drain as long as the shutdown timeout", []string{"-drain", shutdownTimeout.String()}, nil, "shutdown timeout"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,7 +117,8 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseConfig -h: %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"-addr", "-allowed-origins", "-log-level", "DUPLEX_ADDR", "DUPLEX_ALLOWED_ORIGINS", "DUPLEX_LOG_LEVEL"} {
+	for _, want := range []string{"-addr", "-allowed-origins", "-log-level", "-shutdown-code", "-drain",
+		"DUPLEX_ADDR", "DUPLEX_ALLOWED_ORIGINS", "DUPLEX_LOG_LEVEL", "DUPLEX_SHUTDOWN_CODE", "DUPLEX_DRAIN"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %s:\n%s", want, out.String())
 		}

@@ -5,8 +5,9 @@
 //	go run ./cmd/duplex -tls                  # https://localhost:9292/, HTTP/2 and HTTP/1.1
 //
 // Every flag has an environment twin (DUPLEX_ADDR, DUPLEX_ALLOWED_ORIGINS,
-// DUPLEX_LOG_LEVEL, DUPLEX_TLS, DUPLEX_CERT, DUPLEX_KEY, DUPLEX_H2C); a flag
-// on the command line wins over its variable.
+// DUPLEX_LOG_LEVEL, DUPLEX_SHUTDOWN_CODE, DUPLEX_DRAIN, DUPLEX_TLS,
+// DUPLEX_CERT, DUPLEX_KEY, DUPLEX_H2C); a flag on the command line wins over
+// its variable.
 //
 // With -tls the server speaks HTTPS, HTTP/2 and HTTP/1.1 chosen by ALPN,
 // with the certificate of -cert and -key or a self-signed development
@@ -14,7 +15,8 @@
 // WebSocket over HTTP/2 (RFC 8441): the binary turns on net/http's extended
 // CONNECT itself, by importing websocket/http2xconnect.
 // SIGINT or SIGTERM shuts the server down gracefully: it stops accepting,
-// closes every WebSocket with 1001 "going away", waits for the handlers (at
+// closes every WebSocket with 1001 "going away" (-shutdown-code
+// service-restart: 1012), spread over -drain, waits for the handlers (at
 // most ten seconds) and exits with status 0.
 package main
 

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/duplexws/duplex/chat"
@@ -35,6 +34,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	chatServer := chat.New(chat.Options{
 		OriginPatterns: cfg.allowedOrigins,
 		PingInterval:   pingInterval,
+		ShutdownCode:   cfg.shutdownCode,
+		DrainWindow:    cfg.drain,
 		Logger:         logger,
 	})
 	mux := http.NewServeMux()
@@ -51,6 +52,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		// No ReadTimeout or WriteTimeout: they would cut long-lived WebSockets.
 	}
+	// http.Server.Shutdown does not close WebSockets, and over HTTP/2 it
+	// waits for their streams: it must start their drain as it begins.
+	srv.RegisterOnShutdown(func() { chatServer.Shutdown(context.Background()) })
 	scheme, err := setupTLS(srv, cfg.tls, logger) // tls.go
 	if err != nil {
 		return err
@@ -60,7 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "allowed_origins", cfg.allowedOrigins)
+	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "allowed_origins", cfg.allowedOrigins,
+		"shutdown_code", int(cfg.shutdownCode), "drain", cfg.drain)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serve(srv, ln) }()
@@ -73,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	case <-ctx.Done():
 	}
 
-	logger.Info("shutting down", "timeout", shutdownTimeout)
+	logger.Info("shutting down", "timeout", shutdownTimeout, "websockets", chatServer.Connections())
 	shutdown(logger, srv, chatServer)
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
@@ -82,22 +87,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-// shutdown stops the listener and waits for HTTP requests (http.Server.Shutdown)
-// while it closes the WebSockets with 1001 and waits for their handlers
-// (chat.Server.Shutdown): http.Server forgets hijacked connections, so both
-// are needed. Both run at once, bounded together by shutdownTimeout.
+// shutdown stops the listener and waits for HTTP requests and HTTP/2 streams
+// (http.Server.Shutdown, which starts the WebSockets' drain through
+// RegisterOnShutdown), then waits for the WebSocket handlers
+// (chat.Server.Shutdown). Both are bounded together by shutdownTimeout; when
+// it passes, what remains is dropped.
 func shutdown(logger *slog.Logger, srv *http.Server, chatServer *chat.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := chatServer.Shutdown(ctx); err != nil {
-			logger.Warn("websocket shutdown incomplete", "error", err)
-		}
-	})
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("http shutdown incomplete", "error", err)
 		srv.Close()
 	}
-	wg.Wait()
+	chatServer.Shutdown(ctx) // logs when it had to drop connections
 }

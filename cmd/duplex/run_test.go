@@ -7,8 +7,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/duplexws/duplex/websocket"
 )
@@ -152,5 +155,47 @@ func TestRunErrors(t *testing.T) {
 	defer ln.Close()
 	if err := run(t.Context(), []string{"-addr", ln.Addr().String()}, env, io.Discard); err == nil {
 		t.Errorf("run on a port in use returned nil, want an error")
+	}
+}
+
+// TestRunShutdownCodeAndDrain: with -shutdown-code service-restart and a
+// drain, every WebSocket gets 1012, each close is logged by the server, and
+// the spread of the arrivals is logged (not asserted: timing is no test).
+func TestRunShutdownCodeAndDrain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	srv := startRun(t, []string{"-addr", "127.0.0.1:0", "-shutdown-code", "service-restart"},
+		map[string]string{"DUPLEX_DRAIN": "400ms"})
+	if len(srv.logs.linesWith("msg=listening", "shutdown_code=1012", "drain=400ms")) != 1 {
+		t.Errorf("the listening line does not give the shutdown code and drain:\n%s", srv.logs)
+	}
+	const n = 4
+	arrivals := make([]time.Time, n)
+	var readers sync.WaitGroup
+	for i := range n {
+		c := dialChat(t, ctx, srv.addr)
+		echo(t, ctx, c, "before the restart")
+		readers.Go(func() {
+			_, err := c.Read(ctx)
+			arrivals[i] = time.Now()
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.StatusServiceRestart || !ce.Remote || ce.Reason != "service restart" {
+				t.Errorf("client %d: read during shutdown: %v, want close 1012 \"service restart\" from the server", i, err)
+			}
+		})
+	}
+	start := time.Now()
+	if err := srv.stop(); err != nil {
+		t.Errorf("run returned %v after a graceful shutdown, want nil", err)
+	}
+	readers.Wait()
+	after := make([]time.Duration, n)
+	for i, a := range arrivals {
+		after[i] = a.Sub(start).Round(time.Millisecond)
+	}
+	slices.Sort(after)
+	t.Logf("closes arrived %v after the shutdown began (drain 400ms)", after)
+	if got := len(srv.logs.linesWith("websocket closed", "code=1012", `reason="service restart"`, "by=server")); got != n {
+		t.Errorf("%d 'websocket closed' lines with code=1012 by=server, want %d:\n%s", got, n, srv.logs)
 	}
 }

@@ -1,0 +1,336 @@
+package websocket
+
+import (
+	"context"
+	"iter"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Server is an http.Handler that serves WebSockets and keeps track of them,
+// so that they can be listed, counted and closed when the program stops.
+//
+// http.Server.Shutdown does not close WebSockets: over HTTP/1.1 it forgets a
+// connection once it is hijacked, and over HTTP/2 it waits for the streams'
+// handlers, which run as long as their WebSocket does. Server.Shutdown sends
+// every WebSocket a close frame (1001 going away by default), refuses new ones
+// with 503 and waits for their handlers to end. Run both, the WebSocket drain
+// beside the HTTP one, so that HTTP/2 streams can end while net/http waits for
+// them:
+//
+//	ws := &websocket.Server{Handler: chat}
+//	hs := &http.Server{Addr: ":8080", Handler: ws}
+//	hs.RegisterOnShutdown(func() { ws.Shutdown(context.Background()) }) // starts the drain
+//	...
+//	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+//	defer cancel()
+//	hs.Shutdown(ctx) // stops listening, waits for HTTP requests and HTTP/2 streams
+//	ws.Shutdown(ctx) // waits for the WebSocket handlers; when ctx ends, drops what remains
+//
+// A Server must not be copied after first use. Its fields must not change
+// once it serves.
+type Server struct {
+	// Handler runs for each connection, as Open runs it: the connection is
+	// closed with the code its result gives when it returns, and ctx is
+	// cancelled when the connection closes. Handler should read until Read
+	// fails, so that it sees the close frame of Shutdown; the peer's echo of
+	// it then comes back as a *CloseError with Remote set and ShutdownCode.
+	// A nil Handler reads and discards messages until the connection ends
+	// (for a server that only pushes, through All).
+	Handler func(ctx context.Context, c *Conn) error
+
+	// Options configure the handshake and the connections.
+	Options AcceptOptions
+
+	// ShutdownCode is the close code Shutdown sends. 0 means StatusGoingAway
+	// (1001); StatusServiceRestart (1012) tells clients that the server
+	// restarts and that they should reconnect, after a short wait.
+	ShutdownCode StatusCode
+
+	// ShutdownReason goes with ShutdownCode; "" gives the code's name
+	// ("going away", "service restart").
+	ShutdownReason string
+
+	// DrainWindow, when positive, spreads Shutdown's close frames evenly
+	// over this long, so that the clients of a busy server do not all
+	// reconnect in the same millisecond. Connections still open when the
+	// window ends have all been sent their close frame; Shutdown's ctx
+	// bounds the window too.
+	DrainWindow time.Duration
+
+	mu       sync.Mutex
+	conns    map[*Conn]struct{} // live connections, from handshake to the end of Handler
+	closing  bool               // Shutdown was called: refuse new connections
+	forced   chan struct{}      // closed when a Shutdown's ctx ended: drop, do not drain
+	done     chan struct{}      // closed when handlers and closers have all ended
+	force    sync.Once
+	handlers sync.WaitGroup // one per ServeHTTP in flight
+	closers  sync.WaitGroup // one per Conn.Close that the drain runs
+}
+
+// retryAfter is the Retry-After, in seconds, of the 503 that refuses a
+// WebSocket during shutdown: time for a restarted server to listen again.
+const retryAfter = 5
+
+// forcedGrace is how long Shutdown waits, once its ctx ended and it dropped
+// the connections, for their handlers to notice and end.
+const forcedGrace = time.Second
+
+// ServeHTTP opens the WebSocket and runs Handler, as Open does, while the
+// connection is tracked. Once Shutdown was called it answers 503 Service
+// Unavailable with a Retry-After header instead.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := s.Handler
+	if h == nil {
+		h = discard
+	}
+	s.Open(w, r, h)
+}
+
+// Open is the package's Open with s.Options, for a handler of the caller's
+// own, such as a closure that sees the request, while s tracks the
+// connection: it counts in Len, appears in All and is closed by Shutdown.
+// Once Shutdown was called Open answers 503 Service Unavailable with a
+// Retry-After header and returns a *HandshakeError with that status.
+func (s *Server) Open(w http.ResponseWriter, r *http.Request, handler func(ctx context.Context, c *Conn) error) error {
+	if !s.enter() {
+		return refuseShuttingDown(w, r)
+	}
+	defer s.handlers.Done()
+	return Open(w, r, &s.Options, func(ctx context.Context, c *Conn) error {
+		if err := s.add(c); err != nil {
+			return err
+		}
+		defer s.remove(c)
+		return handler(ctx, c)
+	})
+}
+
+// refuseShuttingDown answers a WebSocket request during shutdown.
+func refuseShuttingDown(w http.ResponseWriter, r *http.Request) error {
+	herr := &HandshakeError{
+		Status:  http.StatusServiceUnavailable,
+		Message: "the server is shutting down: connect again in a few seconds (see Retry-After)",
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Retry-After", strconv.Itoa(retryAfter))
+	if r.ProtoMajor == 1 {
+		h.Set("Connection", "close") // this server is going away: so is the TCP connection
+	}
+	w.WriteHeader(herr.Status)
+	w.Write([]byte(herr.Message + "\n"))
+	return herr
+}
+
+// enter counts a request in; false once shutting down.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.handlers.Add(1)
+	return true
+}
+
+// add registers a connection whose handshake is done. A connection that
+// completes its handshake after Shutdown took its list is closed at once
+// instead, with the shutdown code (or dropped, when the shutdown is forced).
+func (s *Server) add(c *Conn) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		select {
+		case <-s.forced:
+			c.CloseNow()
+		default:
+		}
+		code, reason := s.shutdownClose()
+		return &CloseError{Code: code, Reason: reason}
+	}
+	if s.conns == nil {
+		s.conns = make(map[*Conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return nil
+}
+
+func (s *Server) remove(c *Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) live(c *Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.conns[c]
+	return ok
+}
+
+// discard is the Handler of a Server without one.
+func discard(ctx context.Context, c *Conn) error {
+	for {
+		if _, err := c.Read(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// Len returns the number of live WebSocket connections: those whose
+// handshake is done and whose Handler has not returned.
+func (s *Server) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// All iterates over the live connections, as they were when iteration
+// began: for a broadcast, or an admin page. A connection may close while
+// the loop runs; its writes then fail with ErrClosed.
+func (s *Server) All() iter.Seq[*Conn] {
+	return func(yield func(*Conn) bool) {
+		for _, c := range s.snapshot() {
+			if !yield(c) {
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) snapshot() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+func (s *Server) shutdownClose() (StatusCode, string) {
+	code := s.ShutdownCode
+	if code == 0 {
+		code = StatusGoingAway
+	}
+	reason := s.ShutdownReason
+	if reason == "" {
+		reason = statusNames[code]
+	}
+	return code, reason
+}
+
+// Shutdown stops accepting WebSockets (new ones get 503), sends every live
+// connection a close frame with ShutdownCode (spread over DrainWindow when it
+// is set) and waits for every Handler to return. It returns nil once they
+// all have.
+//
+// When ctx ends first, Shutdown drops the remaining connections without a
+// closing handshake (Conn.CloseNow), waits a moment for their handlers to
+// return and returns ctx's error. A handler that ignores its closed
+// connection may still be running then.
+//
+// Shutdown may be called more than once and from several goroutines: the
+// first call starts the drain, and every call waits, bounded by its own ctx.
+// Shutdown does not stop the HTTP server: see the Server's documentation for
+// running it beside http.Server.Shutdown.
+func (s *Server) Shutdown(ctx context.Context) error {
+	done, forced := s.startShutdown()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	select {
+	case <-done: // both were ready: the drain did finish
+		return nil
+	default:
+	}
+	s.force.Do(func() { close(forced) }) // stops the drain
+	for c := range s.All() {
+		c.CloseNow()
+	}
+	t := time.NewTimer(forcedGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	return ctx.Err()
+}
+
+// startShutdown starts the drain on its first call, and returns the channels
+// that report its end and force it.
+func (s *Server) startShutdown() (done, forced chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return s.done, s.forced
+	}
+	s.closing = true
+	s.done = make(chan struct{})
+	s.forced = make(chan struct{})
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	done, forced = s.done, s.forced
+	handlersDone := make(chan struct{})
+	drained := make(chan struct{})
+	code, reason := s.shutdownClose()
+	go func() {
+		defer close(drained)
+		s.drain(conns, code, reason, forced, handlersDone)
+	}()
+	go func() {
+		s.handlers.Wait()
+		close(handlersDone)
+		<-drained
+		// Only the drain starts closers, and it has ended: Wait is safe.
+		s.closers.Wait()
+		close(done)
+	}()
+	return done, forced
+}
+
+// drain closes conns, spread over DrainWindow. Each close runs in its own
+// goroutine: Conn.Close waits for the peer's answer (up to CloseTimeout) and
+// a write may block (up to WriteTimeout), and one slow peer must not hold up
+// the others. The drain stops when Shutdown is forced, which drops the
+// connections left, or when every handler has returned.
+func (s *Server) drain(conns []*Conn, code StatusCode, reason string, forced, handlersDone <-chan struct{}) {
+	start := time.Now()
+	var t *time.Timer
+	defer func() {
+		if t != nil {
+			t.Stop()
+		}
+	}()
+	for i, c := range conns {
+		if s.DrainWindow > 0 && i > 0 {
+			at := start.Add(s.DrainWindow * time.Duration(i) / time.Duration(len(conns)))
+			if d := time.Until(at); d > 0 {
+				if t == nil {
+					t = time.NewTimer(d)
+				} else {
+					t.Reset(d)
+				}
+				select {
+				case <-t.C:
+				case <-forced:
+					return
+				case <-handlersDone:
+					return
+				}
+			}
+		}
+		if !s.live(c) {
+			continue // it closed on its own meanwhile
+		}
+		s.closers.Go(func() { c.Close(code, reason) })
+	}
+}
