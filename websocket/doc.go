@@ -41,13 +41,41 @@
 // 5 s for the closing handshake.
 //
 // Writes are safe from many goroutines; one goroutine reads, and its reads
-// also answer pings and the peer's close. Idle connections hold no pooled
-// buffers: a connection waiting for a message costs its goroutine and about
-// one kilobyte.
+// also answer pings and the peer's close. A context given to a call bounds
+// that call only.
+//
+// Servers that must close their WebSockets when they stop (http.Server's
+// Shutdown does not) serve them with a Server: it counts and lists the live
+// connections and its Shutdown closes them with 1001, or 1012 for a
+// restart, spread over a drain window if asked.
 //
 // WebSockets also run over HTTP/2 (RFC 8441), many on one connection. Open
 // and Accept take an extended CONNECT on an HTTP/2 stream, which net/http's
 // server allows only when the program runs with GODEBUG=http2xconnect=1 or
-// imports package http2xconnect. Dial uses HTTP/2 for wss:// when the server
-// offers it and HTTP/1.1 otherwise (DialOptions.HTTPVersion forces either).
+// imports package http2xconnect (Go 1.26 has no other switch). Dial uses
+// HTTP/2 for wss:// when the server offers it and HTTP/1.1 otherwise
+// (DialOptions.HTTPVersion forces either). Both transports behave the same:
+// the same close codes, limits and cancellation.
+//
+// # What a connection costs
+//
+// Goroutines per idle connection on the server, as
+// TestGoroutinesPerIdleConnection measures them: with Open, 1 over
+// HTTP/1.1 (net/http's connection goroutine runs the handler) and 1 over
+// HTTP/2 (net/http's stream goroutine runs it); with Accept and a reading
+// goroutine of the caller's, 1 over HTTP/1.1 (net/http's goroutine returns)
+// and 2 over HTTP/2 (the stream lives as long as its handler, which must
+// wait). Keepalive adds none: one goroutine per process schedules the pings
+// of every connection. Over HTTP/2 a Read under a context that can end,
+// other than the one Open gives the handler, keeps one more goroutine
+// reading the stream while it waits, so that cancelling it leaves the
+// connection usable. On the client, net/http's HTTP/2 transport runs a
+// goroutine per stream for the request body.
+//
+// An idle connection holds no pooled buffer: buffers and (de)compressors
+// are taken while a message is in flight. Memory per idle connection, beside
+// the peer libraries', is measured by the benchmark harness (bench/, the
+// idle and deflate-idle scenarios); the figures are in
+// bench/results/REPORT.md, section "Memory per idle connection", and
+// bench/results/followup/deflate-memory.md.
 package websocket
