@@ -214,11 +214,6 @@ func TestBrowserChat(t *testing.T) {
 		t.Errorf("the restarted server saw %d connections, want 1:\n%s", len(srv2.logs.linesWith("websocket opened")), srv2.logs)
 	}
 
-	// Leaving the page closes its WebSocket with 1001 (compared over HTTP/2 in
-	// TestBrowserChatHTTP2).
-	step("leaving the page", 10*time.Second, chromedp.Navigate("about:blank"))
-	expectGoingAway(t, srv2.logs)
-
 	// Close the browser before the server, so that the page does not keep reconnecting.
 	cancelBrowser()
 	cancelAlloc()
