@@ -26,6 +26,7 @@ type deflater struct {
 	binary    bool
 
 	sendHist []byte // with context takeover: the end of what was compressed
+	encBits  int    // the window of the compressor startMessage gave out
 	out      sliceWriter
 	outBuf   *[]byte // the pooled buffer behind out, held while a message is sent
 
@@ -71,7 +72,7 @@ var flateWriterPools [10][16]sync.Pool
 
 func getFlateWriter(level, windowBits int, w io.Writer, dict []byte) *flate.Writer {
 	if windowBits < 15 {
-		level = 0 // a custom window has its own encoder, whatever the level
+		level = 0 // a custom window has its own encoder, whatever the level (see encoderWindow)
 	}
 	if fw, ok := flateWriterPools[level][windowBits].Get().(*flate.Writer); ok {
 		fw.ResetDict(w, dict)
@@ -116,11 +117,36 @@ func (d *deflater) startMessage(size int) *flate.Writer {
 			}
 		}
 	}
-	return getFlateWriter(d.level, d.params.sendWindowBits, &d.out, dict)
+	d.encBits, dict = encoderWindow(d.params.sendWindowBits, size, dict)
+	return getFlateWriter(d.level, d.encBits, &d.out, dict)
 }
 
 func (d *deflater) endMessage(fw *flate.Writer) {
-	putFlateWriter(d.level, d.params.sendWindowBits, fw)
+	putFlateWriter(d.level, d.encBits, fw)
+}
+
+// encoderWindow chooses the compressor for a message of size bytes (size < 0:
+// unknown) primed with dict, under a negotiated window of windowBits.
+//
+// Only klauspost's windowed encoder bounds its references by a window below
+// 15 bits, and it has no levels. But a standard encoder is given nothing but
+// the dictionary and the message, so it can never reference further back
+// than len(dict)+size bytes: when the message fits in the window, trimming
+// the dictionary to the room left beside it makes the standard encoder, with
+// its level, safe. It returns 15 for the standard encoder (its window is 15
+// bits, whatever was negotiated), or windowBits, and the dictionary to prime
+// it with.
+func encoderWindow(windowBits, size int, dict []byte) (int, []byte) {
+	if windowBits >= 15 {
+		return 15, dict
+	}
+	if size < 0 || size > 1<<windowBits {
+		return windowBits, dict
+	}
+	if room := 1<<windowBits - size; len(dict) > room {
+		dict = dict[len(dict)-room:]
+	}
+	return 15, dict
 }
 
 // remember adds sent plaintext to the history when context is kept.

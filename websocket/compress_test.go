@@ -30,7 +30,10 @@ func chatLike(rng *rand.Rand, n int) []byte {
 	}
 	out := b.Bytes()[:n]
 	for !utf8ValidTail(out) { // do not cut a character in half
-		out = append(out[:len(out)-1], ' ')
+		out = out[:len(out)-1]
+	}
+	for len(out) < n {
+		out = append(out, ' ')
 	}
 	return out
 }

@@ -58,6 +58,18 @@ type CompressionOptions struct {
 	Disabled bool
 
 	// Level is the flate compression level, 1 (fastest, the default) to 9.
+	//
+	// The peer may limit the window this side compresses with to 2^N bytes
+	// (max_window_bits N; Duplex peers ask for 13 bits, 8 KiB, by default).
+	// With the full window (15 bits) Level always applies. With a smaller
+	// one it applies to every message sent whole (SendText, SendBinary,
+	// Write, prepared messages) of at most 2^N bytes: the standard encoder
+	// of that level is primed, with context takeover, with only as much
+	// history as fits beside the message in the window, and since it sees
+	// nothing else it cannot reference further back. A larger message, or
+	// one streamed through Writer (its size unknown), needs an encoder that
+	// bounds its references by the window itself, and that encoder has a
+	// single level of its own: Level does not apply to it.
 	Level int
 
 	// Threshold is the smallest message, in bytes, that is compressed;
