@@ -39,8 +39,9 @@ type Conn struct {
 	// wmu is held for each frame and guards the pending buffer and state.
 	msgSem    chan struct{}
 	wmu       sync.Mutex
-	wbuf      *[]byte // pending frames not yet written; nil when empty
-	werr      error   // sticky write error
+	wbuf      *[]byte  // pending frames not yet written; nil when empty
+	wvec      writeVec // the buffers of a writev, kept here so it allocates nothing
+	werr      error    // sticky write error
 	closeSent bool
 
 	// Closing.

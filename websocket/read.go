@@ -43,6 +43,11 @@ type readState struct {
 // cancelling it after part of the message has arrived closes the connection,
 // since the rest could not be told apart from the next message.
 func (c *Conn) Read(ctx context.Context) (Message, error) {
+	return c.readWhole(ctx, nil)
+}
+
+// readWhole is Read and ReadInto: the message's data is appended to dst[:0].
+func (c *Conn) readWhole(ctx context.Context, dst []byte) (Message, error) {
 	if err := c.lockSem(ctx, c.readSem); err != nil {
 		return Message{}, err
 	}
@@ -54,7 +59,7 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 	if err := c.beginRead(ctx); err != nil {
 		return Message{}, err
 	}
-	msg, err := c.readMessage()
+	msg, err := c.readMessage(dst)
 	if err = c.endRead(ctx, err); err != nil {
 		return Message{}, err
 	}
@@ -182,15 +187,15 @@ func (c *Conn) endRead(ctx context.Context, err error) error {
 }
 
 // readMessage reads the rest of the current message, if a Reader left one,
-// then the next whole message.
-func (c *Conn) readMessage() (Message, error) {
+// then the next whole message, appending its data to dst[:0].
+func (c *Conn) readMessage(dst []byte) (Message, error) {
 	if err := c.skipMessage(); err != nil {
 		return Message{}, err
 	}
 	if err := c.nextFrame(); err != nil {
 		return Message{}, err
 	}
-	var data []byte
+	data := dst[:0]
 	for c.rs.inMessage {
 		if len(data) == cap(data) {
 			// The first frame of an unfragmented message sizes the buffer

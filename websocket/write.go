@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"time"
 
 	"github.com/klauspost/compress/flate"
@@ -192,8 +191,7 @@ func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 		if tail == nil {
 			_, err = c.t.Write(head)
 		} else {
-			bufs := net.Buffers{head, tail}
-			_, err = bufs.WriteTo(c.t)
+			_, err = c.wvec.writeTo(c.t, head, tail)
 		}
 	}
 	c.writeCtx.end()
