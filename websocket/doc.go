@@ -49,6 +49,11 @@
 // connections and its Shutdown closes them with 1001, or 1012 for a
 // restart, spread over a drain window if asked.
 //
+// For fan-out, NewPreparedMessage frames a message once (and, for peers
+// without context takeover, compresses it once) for any number of
+// connections, and ReadInto reads into a buffer the caller reuses, so that
+// a relay allocates nothing per message.
+//
 // WebSockets also run over HTTP/2 (RFC 8441), many on one connection. Open
 // and Accept take an extended CONNECT on an HTTP/2 stream, which net/http's
 // server allows only when the program runs with GODEBUG=http2xconnect=1 or

@@ -113,3 +113,40 @@ func ExampleDial() {
 	// hello, duplex
 	// true
 }
+
+// A room sends each message to all its members: prepared once, it is framed
+// once, and compressed once for the members whose connections keep no
+// compression context.
+func ExampleNewPreparedMessage() {
+	var members []*websocket.Conn // the room's connections, from Accept
+	broadcast := func(text []byte) {
+		pm := websocket.NewPreparedMessage(websocket.MessageText, text)
+		for _, c := range members {
+			if err := c.SendPrepared(pm); err != nil {
+				c.CloseNow() // a real hub would drop the member
+				continue
+			}
+			c.Flush()
+		}
+	}
+	broadcast([]byte(`{"text":"hello, room"}`))
+}
+
+// A relay that copies one connection's messages to another reuses one
+// buffer: once it has grown to the largest message, reading allocates nothing.
+func ExampleConn_ReadInto() {
+	relay := func(ctx context.Context, from, to *websocket.Conn) error {
+		var buf []byte
+		for {
+			msg, err := from.ReadInto(ctx, buf)
+			if err != nil {
+				return err
+			}
+			buf = msg.Data
+			if err := to.Write(ctx, msg.Type, msg.Data); err != nil {
+				return err
+			}
+		}
+	}
+	_ = relay
+}
