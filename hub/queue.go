@@ -1,0 +1,172 @@
+package hub
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+// push queues a message shared with other sessions (a publication or a
+// presence event), counted against the queue's bounds. It never blocks. It
+// reports false when the session no longer takes messages; when this one
+// would overflow the queue, the session is closed with CloseSlowConsumer.
+func (s *session) push(pm *websocket.PreparedMessage, n int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	if s.queued+n > s.h.opts.QueueBytes || s.queuedMsgs+1 > s.h.opts.QueueMessages {
+		s.overflowLocked()
+		return false
+	}
+	s.queued += n
+	s.queuedMsgs++
+	s.enqueueLocked(outgoing{pm: pm, n: n, counted: true})
+	return true
+}
+
+// pushBytes queues a message of this session's own, counted as push does.
+func (s *session) pushBytes(msg []byte) {
+	s.push(websocket.NewPreparedMessage(websocket.MessageText, msg), len(msg))
+}
+
+// sendReply queues the reply to a command. Replies are not counted against
+// the queue's bounds: each answers a command the client sent and waits for,
+// and MaxRecover bounds the largest.
+func (s *session) sendReply(id uint64, result any, e *Error) {
+	msg, err := json.Marshal(reply{ID: id, Result: result, Error: e})
+	if err != nil {
+		msg, _ = json.Marshal(reply{ID: id, Error: &Error{Code: codeInternalError, Message: "internal error"}})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.enqueueLocked(outgoing{data: msg, n: len(msg)})
+	}
+}
+
+func (s *session) enqueueLocked(o outgoing) {
+	s.queue = append(s.queue, o)
+	if !s.writing {
+		s.writing = true
+		go s.write()
+	}
+}
+
+// write writes the queue in batches, one flush (one syscall when it fits)
+// per batch, until the queue is empty.
+func (s *session) write() {
+	for {
+		s.mu.Lock()
+		batch := s.queue
+		if len(batch) == 0 || s.closed && s.closeCode == 0 {
+			s.writing = false
+			code, why := s.closeCode, s.closeWhy
+			s.closeCode = 0
+			s.mu.Unlock()
+			if code != 0 {
+				s.closeConn(code, why)
+			}
+			return
+		}
+		s.queue = s.spare[:0]
+		s.mu.Unlock()
+
+		var err error
+		for i := range batch {
+			o := &batch[i]
+			if err != nil {
+				break
+			}
+			if o.pm != nil {
+				err = s.c.SendPrepared(o.pm)
+			} else {
+				err = s.c.SendText(o.data)
+			}
+		}
+		if err == nil {
+			err = s.c.Flush()
+		}
+
+		s.mu.Lock()
+		for i := range batch {
+			if batch[i].counted {
+				s.queued -= batch[i].n
+				s.queuedMsgs--
+			}
+		}
+		clear(batch)
+		s.spare = batch[:0]
+		if err != nil {
+			s.closed, s.queue, s.writing = true, nil, false
+			s.mu.Unlock()
+			s.c.CloseNow() // a write failed: the reader ends too
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+// overflow closes the session as a slow consumer.
+func (s *session) overflow() {
+	s.mu.Lock()
+	s.overflowLocked()
+	s.mu.Unlock()
+}
+
+func (s *session) overflowLocked() {
+	if s.closed {
+		return
+	}
+	s.closed, s.queue = true, nil
+	s.h.slowConsumers.Add(1)
+	s.h.log.Info("hub: slow consumer closed", "client", s.info.Client, "queued_bytes", s.queued, "queued_messages", s.queuedMsgs)
+	// The writer may be stuck on the very peer that does not read: close
+	// from a goroutine of its own, and do not wait long for the close frame
+	// to get out.
+	go s.closeConn(CloseSlowConsumer, reasonSlowConsumer)
+}
+
+// disconnect queues the disconnect push and then closes the connection with
+// code, once what is queued before it is written.
+func (s *session) disconnect(code websocket.StatusCode, reason string, reconnect bool) {
+	msg, _ := json.Marshal(disconnectPush{Push: "disconnect", Code: int(code), Reason: reason, Reconnect: reconnect})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.enqueueLocked(outgoing{data: msg, n: len(msg)})
+	s.closed, s.closeCode, s.closeWhy = true, code, reason
+}
+
+// closeGrace bounds how long closing a session waits for its close frame to
+// be written before it drops the connection.
+const closeGrace = time.Second
+
+func (s *session) closeConn(code websocket.StatusCode, reason string) {
+	t := time.AfterFunc(closeGrace, func() { s.c.CloseNow() })
+	s.c.Close(code, reason)
+	t.Stop()
+}
+
+// tokenBucket limits a session's publishes. The zero value allows all.
+type tokenBucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func (b *tokenBucket) allow(now time.Time) bool {
+	if b.rate <= 0 {
+		return true
+	}
+	b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

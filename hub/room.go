@@ -1,0 +1,374 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+// room is this hub's view of one room: its local subscribers and the
+// position up to which it has delivered the broker's publications to them.
+// It turns the broker's delivery into a chain without gaps: a publication
+// whose Prev is not the last delivered offset means something was lost on
+// the way, and the room fills the gap from history before it delivers more.
+type room struct {
+	h    *Hub
+	name string
+
+	// refs counts the subscriptions holding the room, including those
+	// still starting; under h.mu.
+	refs int
+
+	ready chan struct{} // closed when the room has started, or failed to
+	err   error         // why it failed; set before ready is closed
+
+	mu        sync.Mutex
+	bsub      Subscription
+	subs      map[*subscription]struct{}
+	last      Position // of the last publication delivered to subs
+	started   bool     // last is known
+	anchored  bool     // last may be trusted for the chain check (false after a reset)
+	repairing bool     // a goroutine is filling a gap; events wait in backlog
+	backlog   []Event
+	closed    bool
+}
+
+// subscription is one client's subscription to one room.
+type subscription struct {
+	s        *session
+	room     *room
+	presence bool // push join and leave events
+
+	// Under room.mu. While the subscription catches up (recovery or
+	// recent history), live events wait in pending; gone is set when the
+	// room dropped it (overflow, reset).
+	catchingUp bool
+	pending    []Event
+	gone       bool
+	// floor is the offset up to which the client already has the room's
+	// publications (it recovered past what this hub had delivered).
+	floor uint64
+}
+
+// maxBacklog bounds the events a room keeps while it starts or repairs; a
+// room that falls further behind resets its subscribers instead.
+const maxBacklog = 1 << 16
+
+// acquire returns the named room, started, holding one reference.
+func (h *Hub) acquire(ctx context.Context, name string) (*room, error) {
+	h.mu.Lock()
+	r := h.rooms[name]
+	created := r == nil
+	if created {
+		r = &room{h: h, name: name, ready: make(chan struct{}), subs: make(map[*subscription]struct{})}
+		h.rooms[name] = r
+	}
+	r.refs++
+	h.mu.Unlock()
+	if created {
+		r.start()
+	}
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		h.release(r)
+		return nil, ctx.Err()
+	}
+	if r.err != nil {
+		h.release(r)
+		return nil, r.err
+	}
+	return r, nil
+}
+
+// release drops one reference; the last one stops the broker subscription.
+func (h *Hub) release(r *room) {
+	h.mu.Lock()
+	r.refs--
+	last := r.refs == 0
+	if last && h.rooms[r.name] == r {
+		delete(h.rooms, r.name)
+	}
+	h.mu.Unlock()
+	if !last {
+		return
+	}
+	r.mu.Lock()
+	r.closed = true
+	bsub := r.bsub
+	r.backlog = nil
+	r.mu.Unlock()
+	if bsub != nil {
+		bsub.Close()
+	}
+}
+
+// start subscribes to the broker, then reads the room's position: events
+// that arrive in between wait in the backlog and are sorted out by the
+// chain check against that position.
+func (r *room) start() {
+	fail := func(err error) {
+		r.h.mu.Lock()
+		if r.h.rooms[r.name] == r {
+			delete(r.h.rooms, r.name) // the next subscriber tries afresh
+		}
+		r.h.mu.Unlock()
+		r.err = err
+		close(r.ready)
+	}
+	ctx, cancel := context.WithTimeout(r.h.ctx, 10*time.Second)
+	defer cancel()
+	bsub, err := r.h.broker.Subscribe(ctx, r.name, r.deliver)
+	if err != nil {
+		fail(err)
+		return
+	}
+	hist, err := r.h.broker.History(ctx, r.name, HistoryQuery{})
+	if err != nil {
+		bsub.Close()
+		fail(err)
+		return
+	}
+	r.mu.Lock()
+	r.bsub = bsub
+	r.last, r.started, r.anchored = hist.Latest, true, true
+	backlog := r.backlog
+	r.backlog = nil
+	repair := r.applyAllLocked(backlog)
+	r.mu.Unlock()
+	close(r.ready)
+	if repair {
+		go r.repair()
+	}
+}
+
+// deliver is the broker's delivery function: it must not block.
+func (r *room) deliver(ev Event) {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	if !r.started || r.repairing {
+		r.backlog = append(r.backlog, ev)
+		if len(r.backlog) > maxBacklog {
+			r.resetLocked("fell too far behind the broker")
+		}
+		r.mu.Unlock()
+		return
+	}
+	repair := r.applyLocked(ev)
+	r.mu.Unlock()
+	if repair {
+		go r.repair()
+	}
+}
+
+// applyAllLocked applies events in order; when one reveals a gap, it and
+// the rest go to the backlog and applyAllLocked reports that a repair must
+// run.
+func (r *room) applyAllLocked(evs []Event) bool {
+	for i, ev := range evs {
+		if r.applyLocked(ev) {
+			r.backlog = append(r.backlog, evs[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// applyLocked delivers one event to the subscribers. When a publication
+// does not follow the last one delivered, it goes to the backlog, the room
+// enters repair and applyLocked returns true.
+func (r *room) applyLocked(ev Event) (repair bool) {
+	switch ev.Kind {
+	case EventPublication:
+		p := &ev.Publication
+		if !r.anchored || p.Epoch != r.last.Epoch {
+			if r.anchored {
+				// The room's history was reset under us: no subscriber's
+				// position means anything any more.
+				r.resetLocked("room history was reset")
+			}
+			r.last = Position{Offset: p.Prev, Epoch: p.Epoch}
+			r.anchored = true
+		}
+		if p.Offset <= r.last.Offset {
+			return false // delivered already (from history, or twice by the broker)
+		}
+		if p.Prev != r.last.Offset {
+			r.repairing = true
+			r.backlog = append(r.backlog, ev)
+			return true
+		}
+		r.last = p.Position
+		r.fanOutLocked(ev, encodePub(p, true))
+	case EventJoin, EventLeave:
+		kind := "join"
+		if ev.Kind == EventLeave {
+			kind = "leave"
+		}
+		msg, _ := json.Marshal(presencePush{Push: kind, Room: r.name, Client: ev.Client})
+		r.fanOutLocked(ev, msg)
+	}
+	return false
+}
+
+// fanOutLocked queues one event for every subscriber: framed once, as a
+// prepared message shared by all of them.
+func (r *room) fanOutLocked(ev Event, msg []byte) {
+	if len(r.subs) == 0 {
+		return
+	}
+	presence := ev.Kind != EventPublication
+	pm := websocket.NewPreparedMessage(websocket.MessageText, msg)
+	for sub := range r.subs {
+		if presence && !sub.presence {
+			continue
+		}
+		if sub.catchingUp {
+			if len(sub.pending) >= r.h.opts.QueueMessages {
+				r.dropLocked(sub, CloseSlowConsumer, reasonSlowConsumer)
+				continue
+			}
+			sub.pending = append(sub.pending, ev)
+			continue
+		}
+		if !presence && sub.floor >= ev.Publication.Offset {
+			continue
+		}
+		if !sub.s.push(pm, len(msg)) {
+			r.dropLocked(sub, 0, "") // the session closed itself
+		}
+	}
+}
+
+const (
+	reasonSlowConsumer      = "slow consumer: reconnect and recover"
+	reasonInsufficientState = "insufficient state: reconnect and recover"
+)
+
+// dropLocked removes sub from the room's deliveries and, with a code,
+// closes its connection. The session still holds its reference and gives
+// it back when its connection ends.
+func (r *room) dropLocked(sub *subscription, code websocket.StatusCode, reason string) {
+	delete(r.subs, sub)
+	sub.gone = true
+	sub.pending = nil
+	if code == CloseSlowConsumer {
+		sub.s.overflow()
+	} else if code != 0 {
+		sub.s.disconnect(code, reason, true)
+	}
+}
+
+// resetLocked closes every subscriber with CloseInsufficientState, so that
+// each comes back and learns from its own position what it can recover.
+func (r *room) resetLocked(why string) {
+	if len(r.subs) > 0 {
+		r.h.resets.Add(1)
+		r.h.log.Warn("hub: room reset, subscribers told to reconnect", "room", r.name, "why", why, "subscribers", len(r.subs))
+	}
+	for sub := range r.subs {
+		r.dropLocked(sub, CloseInsufficientState, reasonInsufficientState)
+	}
+	r.anchored = false
+	r.backlog = nil
+}
+
+// repair fills the gap after r.last from history, then applies the
+// backlog; it runs until the room is back on the live chain.
+func (r *room) repair() {
+	r.h.repairs.Add(1)
+	failures := 0
+	for {
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return
+		}
+		from := r.last
+		r.mu.Unlock()
+
+		ctx, cancel := context.WithTimeout(r.h.ctx, 10*time.Second)
+		hist, err := r.h.broker.History(ctx, r.name, HistoryQuery{Since: &from, Limit: r.h.opts.MaxRecover + 1})
+		cancel()
+
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			return
+		}
+		switch {
+		case err == nil && len(hist.Publications) <= r.h.opts.MaxRecover:
+			for _, p := range hist.Publications {
+				if p.Offset > r.last.Offset && p.Epoch == r.last.Epoch {
+					r.last = p.Position
+					r.fanOutLocked(Event{Kind: EventPublication, Publication: p}, encodePub(&p, true))
+				}
+			}
+		case err == nil || errors.Is(err, ErrUnrecoverable):
+			r.resetLocked("gap in live delivery could not be filled from history")
+		default:
+			failures++
+			if failures < 5 && r.h.ctx.Err() == nil {
+				r.mu.Unlock()
+				time.Sleep(time.Duration(failures) * 200 * time.Millisecond)
+				continue
+			}
+			r.resetLocked("history unavailable: " + err.Error())
+		}
+		backlog := r.backlog
+		r.backlog = nil
+		r.repairing = false
+		again := r.applyAllLocked(backlog)
+		r.mu.Unlock()
+		if !again {
+			return
+		}
+	}
+}
+
+// catchUp merges what a subscription read from history (pubs, oldest
+// first) with the live publications it buffered meanwhile, and returns them
+// in order without duplicates and the position from which live delivery
+// continues. keep limits the result to the newest keep, when positive.
+// r.mu is held.
+func (r *room) catchUpLocked(sub *subscription, pubs []Publication, keep int) ([]Publication, Position) {
+	var out []Publication
+	for _, p := range pubs {
+		// Beyond r.last the broker has not delivered it here yet: it comes
+		// live, so it must not come twice.
+		if p.Epoch == r.last.Epoch && p.Offset <= r.last.Offset {
+			out = append(out, p)
+		}
+	}
+	var presence []Event
+	for _, ev := range sub.pending {
+		if ev.Kind == EventPublication {
+			out = append(out, ev.Publication)
+		} else {
+			presence = append(presence, ev)
+		}
+	}
+	slices.SortFunc(out, func(a, b Publication) int {
+		switch {
+		case a.Offset < b.Offset:
+			return -1
+		case a.Offset > b.Offset:
+			return 1
+		}
+		return 0
+	})
+	out = slices.CompactFunc(out, func(a, b Publication) bool { return a.Offset == b.Offset })
+	if keep > 0 && len(out) > keep {
+		out = out[len(out)-keep:]
+	}
+	sub.pending = presence
+	return out, r.last
+}

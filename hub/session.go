@@ -1,0 +1,430 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/duplexws/duplex/websocket"
+)
+
+// session is one client's connection to the hub. Its commands run one at a
+// time in the connection's reading goroutine (so replies come in command
+// order); everything it is sent goes through one queue, written by a
+// goroutine that exists only while the queue is not empty, so that an idle
+// client costs no goroutine beyond its reader.
+type session struct {
+	h    *Hub
+	c    *websocket.Conn
+	r    *http.Request
+	info ClientInfo
+	subs map[string]*subscription // owned by the reading goroutine
+	lim  tokenBucket
+
+	mu         sync.Mutex
+	queue      []outgoing
+	spare      []outgoing // the writer's last batch, reused
+	queued     int        // bytes of counted messages queued or being written
+	queuedMsgs int        // counted messages queued or being written
+	writing    bool       // a writer goroutine runs
+	closed     bool       // nothing more is queued
+	closeCode  websocket.StatusCode
+	closeWhy   string
+}
+
+// outgoing is one queued message: a shared prepared message (publications,
+// presence events) or bytes of this session's own (replies).
+type outgoing struct {
+	pm      *websocket.PreparedMessage
+	data    []byte
+	n       int
+	counted bool // counts against QueueBytes and QueueMessages
+}
+
+func newClientID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ServeHTTP's handler, for one connection.
+func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) error {
+	h.sessions.Add(1)
+	defer h.sessions.Add(-1)
+	s := &session{h: h, c: c, r: r, subs: make(map[string]*subscription)}
+	if h.opts.PublishRate > 0 {
+		s.lim = tokenBucket{rate: h.opts.PublishRate, burst: float64(h.opts.PublishBurst), tokens: float64(h.opts.PublishBurst), last: time.Now()}
+	}
+	defer s.end()
+	if err := s.connect(ctx); err != nil {
+		return err
+	}
+	var buf []byte
+	for {
+		msg, err := c.ReadInto(ctx, buf)
+		if err != nil {
+			return err
+		}
+		buf = msg.Data[:0]
+		if msg.Type != websocket.MessageText {
+			return s.badRequest("binary messages are not part of " + Subprotocol)
+		}
+		var cmd command
+		if err := json.Unmarshal(msg.Data, &cmd); err != nil || cmd.ID == 0 || cmd.Op == "" {
+			return s.badRequest("a command is a JSON object with a positive id and an op")
+		}
+		if err := s.run(ctx, &cmd); err != nil {
+			return err
+		}
+	}
+}
+
+// connect waits for the connect command and runs the authentication hook.
+func (s *session) connect(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, s.h.opts.ConnectTimeout)
+	msg, err := s.c.Read(cctx)
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return s.closeErr(CloseConnectTimeout, "connect timeout", true)
+		}
+		return err
+	}
+	var cmd command
+	if msg.Type != websocket.MessageText || json.Unmarshal(msg.Data, &cmd) != nil || cmd.ID == 0 || cmd.Op == "" {
+		return s.badRequest("a command is a JSON object with a positive id and an op")
+	}
+	if cmd.Op != "connect" {
+		s.replyNow(cmd.ID, nil, &Error{Code: CodeUnauthorized, Message: "connect first"})
+		return s.closeErr(CloseUnauthorized, "connect first", false)
+	}
+	id := Identity{}
+	if auth := s.h.opts.Authenticate; auth != nil {
+		id, err = auth(ctx, ConnectRequest{Request: s.r, Token: cmd.Token, Data: cmd.Data})
+		if err != nil {
+			e := asError(err, CodeUnauthorized, "unauthorized")
+			s.h.log.Info("hub: connect refused", "remote", s.c.RemoteAddr().String(), "error", err)
+			s.replyNow(cmd.ID, nil, e)
+			return s.closeErr(CloseUnauthorized, e.Message, false)
+		}
+	}
+	if len(id.Info) > 0 && !json.Valid(id.Info) {
+		id.Info = nil
+	}
+	s.info = ClientInfo{Client: newClientID(), User: id.User, Info: id.Info}
+	s.sendReply(cmd.ID, connectResult{Client: s.info.Client, User: s.info.User, Version: 1}, nil)
+	return nil
+}
+
+// run runs one command after connect. A non-nil error ends the connection.
+func (s *session) run(ctx context.Context, cmd *command) error {
+	switch cmd.Op {
+	case "connect":
+		s.sendReply(cmd.ID, nil, &Error{Code: CodeBadRequest, Message: "already connected"})
+	case "subscribe":
+		s.subscribe(ctx, cmd)
+	case "unsubscribe":
+		if sub := s.subs[cmd.Room]; sub != nil {
+			s.unsubscribe(ctx, sub)
+		}
+		s.sendReply(cmd.ID, struct{}{}, nil)
+	case "publish":
+		s.publish(ctx, cmd)
+	case "history":
+		s.history(ctx, cmd)
+	case "presence":
+		s.presence(ctx, cmd)
+	default:
+		s.sendReply(cmd.ID, nil, &Error{Code: CodeBadRequest, Message: "unknown op " + truncate(cmd.Op, 32)})
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// check validates the room and asks the authorization hook.
+func (s *session) check(ctx context.Context, cmd *command, a Action) *Error {
+	if !validRoom(cmd.Room) {
+		return &Error{Code: CodeBadRequest, Message: "invalid room name"}
+	}
+	if authz := s.h.opts.Authorize; authz != nil {
+		if err := authz(ctx, s.info, cmd.Room, a); err != nil {
+			return asError(err, CodeForbidden, "forbidden")
+		}
+	}
+	return nil
+}
+
+// brokerError is the reply for a broker failure.
+func (s *session) brokerError(err error) *Error {
+	s.h.log.Warn("hub: broker call failed", "error", err)
+	return asError(err, CodeUnavailable, "broker unavailable, retry later")
+}
+
+func (s *session) subscribe(ctx context.Context, cmd *command) {
+	if e := s.check(ctx, cmd, ActionSubscribe); e != nil {
+		s.sendReply(cmd.ID, nil, e)
+		return
+	}
+	if s.subs[cmd.Room] != nil {
+		s.sendReply(cmd.ID, nil, &Error{Code: CodeConflict, Message: "already subscribed"})
+		return
+	}
+	if len(s.subs) >= s.h.opts.MaxSubscriptions {
+		s.sendReply(cmd.ID, nil, &Error{Code: CodeBadRequest, Message: "too many subscriptions"})
+		return
+	}
+	r, err := s.h.acquire(ctx, cmd.Room)
+	if err != nil {
+		s.sendReply(cmd.ID, nil, s.brokerError(err))
+		return
+	}
+	sub := &subscription{s: s, room: r, presence: cmd.Presence}
+	s.subs[cmd.Room] = sub
+	s.h.subscriptions.Add(1)
+
+	if cmd.Since == nil && cmd.Recent <= 0 {
+		// Live only: the reply is queued under the room's lock, so that no
+		// publication after its position can be queued before it.
+		r.mu.Lock()
+		r.subs[sub] = struct{}{}
+		s.sendReply(cmd.ID, subscribeResult{Room: r.name, Position: r.last, Publications: []json.RawMessage{}}, nil)
+		r.mu.Unlock()
+		s.join(ctx, sub)
+		return
+	}
+
+	// Catching up: live events wait in sub.pending while history is read
+	// outside the room's lock, then both are merged under it.
+	r.mu.Lock()
+	sub.catchingUp = true
+	r.subs[sub] = struct{}{}
+	r.mu.Unlock()
+
+	var pubs []Publication
+	var recovered *bool
+	var histEpoch string
+	keep := 0
+	if cmd.Since != nil {
+		ok := false
+		hist, err := s.h.broker.History(ctx, r.name, HistoryQuery{Since: cmd.Since, Limit: s.h.opts.MaxRecover + 1})
+		switch {
+		case err == nil && len(hist.Publications) <= s.h.opts.MaxRecover:
+			pubs, histEpoch, ok = hist.Publications, hist.Latest.Epoch, true
+		case err == nil || errors.Is(err, ErrUnrecoverable):
+		default:
+			s.abandon(ctx, sub)
+			s.sendReply(cmd.ID, nil, s.brokerError(err))
+			return
+		}
+		recovered = &ok
+	}
+	if (recovered == nil || !*recovered) && cmd.Recent > 0 {
+		keep = min(cmd.Recent, s.h.opts.MaxRecover)
+		hist, err := s.h.broker.History(ctx, r.name, HistoryQuery{Limit: keep, Reverse: true})
+		if err != nil {
+			s.abandon(ctx, sub)
+			s.sendReply(cmd.ID, nil, s.brokerError(err))
+			return
+		}
+		pubs, histEpoch = hist.Publications, hist.Latest.Epoch
+		slices.Reverse(pubs)
+	}
+
+	r.mu.Lock()
+	if sub.gone {
+		r.mu.Unlock()
+		return // dropped while catching up: its connection is being closed
+	}
+	if histEpoch != "" && histEpoch != r.last.Epoch {
+		// The room was reset between the read and now: what was read
+		// belongs to an older history.
+		pubs = nil
+		if recovered != nil {
+			no := false
+			recovered = &no
+		}
+	}
+	merged, pos := r.catchUpLocked(sub, pubs, keep)
+	if recovered != nil && *recovered {
+		// The client has everything up to since. This hub may not have
+		// delivered that far yet (another node served the client before):
+		// what it buffered or will deliver up to since is not sent again.
+		merged = afterOffset(merged, cmd.Since.Offset)
+		if cmd.Since.Offset > pos.Offset {
+			pos.Offset = cmd.Since.Offset
+			sub.floor = cmd.Since.Offset
+		}
+	}
+	res := subscribeResult{Room: r.name, Position: pos, Recovered: recovered, Publications: encodePubs(merged)}
+	s.sendReply(cmd.ID, res, nil)
+	sub.catchingUp = false
+	for _, ev := range sub.pending { // presence events that came meanwhile
+		msg, _ := json.Marshal(presencePush{Push: presenceKind(ev.Kind), Room: r.name, Client: ev.Client})
+		s.pushBytes(msg)
+	}
+	sub.pending = nil
+	r.mu.Unlock()
+	s.join(ctx, sub)
+}
+
+func afterOffset(ps []Publication, off uint64) []Publication {
+	i := 0
+	for i < len(ps) && ps[i].Offset <= off {
+		i++
+	}
+	return ps[i:]
+}
+
+func presenceKind(k EventKind) string {
+	if k == EventLeave {
+		return "leave"
+	}
+	return "join"
+}
+
+// join enters the client in the room's presence.
+func (s *session) join(ctx context.Context, sub *subscription) {
+	if err := s.h.broker.Join(ctx, sub.room.name, s.info); err != nil {
+		s.h.log.Warn("hub: presence join failed", "room", sub.room.name, "error", err)
+	}
+}
+
+// abandon undoes a subscription that failed before its reply.
+func (s *session) abandon(ctx context.Context, sub *subscription) {
+	r := sub.room
+	r.mu.Lock()
+	delete(r.subs, sub)
+	sub.gone = true
+	r.mu.Unlock()
+	delete(s.subs, r.name)
+	s.h.subscriptions.Add(-1)
+	s.h.release(r)
+}
+
+func (s *session) unsubscribe(ctx context.Context, sub *subscription) {
+	s.abandon(ctx, sub)
+	// Leave even when the connection is ending: ctx is then done, so give
+	// the broker a moment of its own.
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.h.broker.Leave(lctx, sub.room.name, s.info); err != nil {
+		s.h.log.Warn("hub: presence leave failed", "room", sub.room.name, "error", err)
+	}
+}
+
+func (s *session) publish(ctx context.Context, cmd *command) {
+	if e := s.check(ctx, cmd, ActionPublish); e != nil {
+		s.sendReply(cmd.ID, nil, e)
+		return
+	}
+	if len(cmd.Data) > s.h.opts.MaxPublicationSize {
+		s.sendReply(cmd.ID, nil, &Error{Code: CodeTooLarge, Message: "publication too large"})
+		return
+	}
+	if len(cmd.Data) == 0 {
+		s.sendReply(cmd.ID, nil, &Error{Code: CodeBadRequest, Message: "publish needs data"})
+		return
+	}
+	if !s.lim.allow(time.Now()) {
+		s.sendReply(cmd.ID, nil, &Error{Code: CodeRateLimited, Message: "publish rate limit, retry later"})
+		return
+	}
+	from := s.info
+	pos, err := s.h.broker.Publish(ctx, cmd.Room, Message{Data: cmd.Data, Key: cmd.Key, From: &from})
+	if err != nil {
+		s.sendReply(cmd.ID, nil, s.brokerError(err))
+		return
+	}
+	s.h.publications.Add(1)
+	s.sendReply(cmd.ID, publishResult{Position: pos}, nil)
+}
+
+func (s *session) history(ctx context.Context, cmd *command) {
+	if e := s.check(ctx, cmd, ActionHistory); e != nil {
+		s.sendReply(cmd.ID, nil, e)
+		return
+	}
+	limit := min(max(cmd.Limit, 0), s.h.opts.MaxRecover)
+	hist, err := s.h.broker.History(ctx, cmd.Room, HistoryQuery{Since: cmd.Since, Limit: limit, Reverse: cmd.Reverse})
+	if errors.Is(err, ErrUnrecoverable) {
+		s.sendReply(cmd.ID, nil, &Error{Code: CodeGone, Message: err.Error()})
+		return
+	}
+	if err != nil {
+		s.sendReply(cmd.ID, nil, s.brokerError(err))
+		return
+	}
+	s.sendReply(cmd.ID, historyResult{Position: hist.Latest, Publications: encodePubs(hist.Publications)}, nil)
+}
+
+func (s *session) presence(ctx context.Context, cmd *command) {
+	if e := s.check(ctx, cmd, ActionPresence); e != nil {
+		s.sendReply(cmd.ID, nil, e)
+		return
+	}
+	stats, err := s.h.broker.PresenceStats(ctx, cmd.Room)
+	if err != nil {
+		s.sendReply(cmd.ID, nil, s.brokerError(err))
+		return
+	}
+	res := presenceResult{Stats: stats}
+	if !cmd.StatsOnly {
+		if res.Clients, err = s.h.broker.Presence(ctx, cmd.Room); err != nil {
+			s.sendReply(cmd.ID, nil, s.brokerError(err))
+			return
+		}
+		if res.Clients == nil {
+			res.Clients = []ClientInfo{}
+		}
+	}
+	s.sendReply(cmd.ID, res, nil)
+}
+
+// end runs when the connection's handler returns: the client leaves its
+// rooms, and nothing more is queued.
+func (s *session) end() {
+	ctx := context.Background()
+	for _, sub := range s.subs {
+		s.unsubscribe(ctx, sub)
+	}
+	s.mu.Lock()
+	s.closed = true
+	s.queue = nil
+	s.mu.Unlock()
+}
+
+// badRequest ends the connection with CloseBadRequest.
+func (s *session) badRequest(why string) error {
+	return s.closeErr(CloseBadRequest, why, false)
+}
+
+// replyNow writes a reply at once, for the connect phase, when nothing else
+// is queued and the connection may be closed right after.
+func (s *session) replyNow(id uint64, result any, e *Error) {
+	msg, _ := json.Marshal(reply{ID: id, Result: result, Error: e})
+	wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	s.c.Write(wctx, websocket.MessageText, msg)
+	cancel()
+}
+
+// closeErr sends the disconnect push (best effort, bounded) and returns the
+// error that makes websocket's Open close with code.
+func (s *session) closeErr(code websocket.StatusCode, reason string, reconnect bool) error {
+	msg, _ := json.Marshal(disconnectPush{Push: "disconnect", Code: int(code), Reason: reason, Reconnect: reconnect})
+	wctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	s.c.Write(wctx, websocket.MessageText, msg)
+	cancel()
+	return &websocket.CloseError{Code: code, Reason: reason}
+}
