@@ -74,8 +74,20 @@
 // of every connection. Over HTTP/2 a Read under a context that can end,
 // other than the one Open gives the handler, keeps one more goroutine
 // reading the stream while it waits, so that cancelling it leaves the
-// connection usable. On the client, net/http's HTTP/2 transport runs a
-// goroutine per stream for the request body.
+// connection usable.
+//
+// Goroutines per idle connection on the client, from Dial, as
+// TestClientGoroutinesPerIdleConnection measures them, a goroutine of the
+// caller's that reads the connection included: over HTTP/1.1, 0 when
+// nothing reads and 1 (the caller's) when a goroutine reads, whatever its
+// context; the package adds none. Over HTTP/2, one more: net/http's
+// goroutine that writes the extended CONNECT's request body, the stream's
+// outgoing half, for as long as the connection lives. That is 1 when
+// nothing reads, 2 when a goroutine reads under a context that cannot end
+// (context.Background), and 3 under one that can, for the read-ahead
+// goroutine above. WebSockets to one host share an HTTP/2 connection, whose
+// frame-reading goroutine is counted once, not per WebSocket. Keepalive adds
+// none on the client either.
 //
 // An idle connection holds no pooled buffer: buffers and (de)compressors
 // are taken while a message is in flight. Memory per idle connection, beside

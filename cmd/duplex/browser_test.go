@@ -37,69 +37,12 @@ const countSockets = `(() => {
 // "reconnecting" when the server goes away, and reconnects by itself when the
 // server comes back on the same port.
 func TestBrowserChat(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing (./scripts/test installs it): %v", chromiumPath, err)
-		}
-		t.Skipf("%s is missing; ./scripts/test installs it", chromiumPath)
-	}
-
 	srv := startRun(t, []string{"-addr", "127.0.0.1:0"}, nil)
 	pageURL := "http://" + srv.addr + "/chat/index"
 
 	// The whole test, browser included, is bounded; each wait has its own deadline below.
-	testCtx, cancelTest := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancelTest()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(testCtx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Headless,
-		chromedp.NoSandbox, // the test may run as root in a container
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		// Containers often have a tiny /dev/shm, which crashes Chromium's renderers.
-		chromedp.Flag("disable-dev-shm-usage", true),
-	)
-	defer cancelAlloc() // waits for the browser process to exit
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-
-	var consoleMu sync.Mutex
-	var console []string
-	// Start the browser with a context that has no timeout of its own (see chromedp.Run).
-	if err := chromedp.Do(browserCtx); err != nil {
-		t.Fatalf("starting %s: %v", chromiumPath, err)
-	}
-	if err := chromedp.Listen(browserCtx, func(ev any) {
-		consoleMu.Lock()
-		defer consoleMu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			var parts []string
-			for _, a := range ev.Args {
-				if a.Value != nil {
-					parts = append(parts, string(a.Value))
-				} else {
-					parts = append(parts, a.Description)
-				}
-			}
-			console = append(console, fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(parts, " ")))
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			text := d.Text
-			if d.Exception != nil {
-				text += " " + d.Exception.Description
-			}
-			console = append(console, fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber+1, text))
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
+	browserCtx, cancelBrowser := startBrowser(t, 3*time.Minute)
+	console := recordConsole(t, browserCtx)
 	// On failure, show what the page said and what it shows.
 	defer func() {
 		if !t.Failed() {
@@ -109,9 +52,7 @@ func TestBrowserChat(t *testing.T) {
 		defer cancel()
 		body, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
 		t.Logf("page text (err %v):\n%s", err, body)
-		consoleMu.Lock()
-		t.Logf("browser console:\n%s", strings.Join(console, "\n"))
-		consoleMu.Unlock()
+		t.Logf("browser console:\n%s", console)
 		t.Logf("server log:\n%s", srv.logs)
 	}()
 
@@ -216,5 +157,109 @@ func TestBrowserChat(t *testing.T) {
 
 	// Close the browser before the server, so that the page does not keep reconnecting.
 	cancelBrowser()
-	cancelAlloc()
+}
+
+// startBrowser starts headless Chromium for one test, bounded by timeout,
+// with the flags every browser test needs and extra ones. It returns the
+// context of the browser's first tab (chromedp.NewContext on it opens
+// another tab in the same browser) and a func that closes the browser and
+// waits for its process and for chromedp's goroutines to end, so that
+// goleak (TestMain) finds none of them; the func is also registered with
+// t.Cleanup, and calling it again does nothing. The test is skipped when
+// Chromium is missing, except in CI, where it fails.
+func startBrowser(t *testing.T, timeout time.Duration, extra ...chromedp.ExecAllocatorOption) (context.Context, func()) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is missing (./scripts/test installs it): %v", chromiumPath, err)
+		}
+		t.Skipf("%s is missing; ./scripts/test installs it", chromiumPath)
+	}
+	testCtx, cancelTest := context.WithTimeout(context.Background(), timeout)
+	opts := append([]chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Headless,
+		chromedp.NoSandbox, // the test may run as root in a container
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		// Containers often have a tiny /dev/shm, which crashes Chromium's renderers.
+		chromedp.Flag("disable-dev-shm-usage", true),
+	}, extra...)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(testCtx, opts...)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			// Gracefully (Browser.close), so that Chromium writes out
+			// what it buffers, such as a net log; cancelBrowser ends it
+			// if that fails.
+			ctx, cancel := context.WithTimeout(browserCtx, 10*time.Second)
+			chromedp.Cancel(ctx)
+			cancel()
+			cancelBrowser()
+			cancelAlloc() // waits for the browser process to exit
+			cancelTest()
+		})
+	}
+	t.Cleanup(stop)
+	// Start the browser with a context that has no timeout of its own (see chromedp.Run).
+	if err := chromedp.Do(browserCtx); err != nil {
+		t.Fatalf("starting %s: %v", chromiumPath, err)
+	}
+	return browserCtx, stop
+}
+
+// consoleLog keeps what the pages of a tab wrote to the console, and the
+// exceptions they threw, to show when a test fails.
+type consoleLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// recordConsole records the console of the tab of ctx.
+func recordConsole(t *testing.T, ctx context.Context) *consoleLog {
+	t.Helper()
+	l := &consoleLog{}
+	if err := chromedp.Listen(ctx, func(ev any) {
+		var line string
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			var parts []string
+			for _, a := range ev.Args {
+				if a.Value != nil {
+					parts = append(parts, string(a.Value))
+				} else {
+					parts = append(parts, a.Description)
+				}
+			}
+			line = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(parts, " "))
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			text := d.Text
+			if d.Exception != nil {
+				text += " " + d.Exception.Description
+			}
+			line = fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber+1, text)
+		default:
+			return
+		}
+		l.mu.Lock()
+		l.lines = append(l.lines, line)
+		l.mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func (l *consoleLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
 }

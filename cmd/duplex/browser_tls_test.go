@@ -3,14 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
@@ -21,59 +18,16 @@ import (
 // (RFC 8441), which the server logs as CONNECT /chat/connect HTTP/2.0; the
 // chat echoes over it.
 func TestBrowserChatHTTP2(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing (./scripts/test installs it): %v", chromiumPath, err)
-		}
-		t.Skipf("%s is missing; ./scripts/test installs it", chromiumPath)
-	}
 	srv := startRun(t, []string{"-addr", "127.0.0.1:0", "-tls"}, map[string]string{"DUPLEX_LOG_LEVEL": "debug"})
 	pageURL := "https://" + srv.addr + "/chat/index"
 
-	testCtx, cancelTest := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancelTest()
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(testCtx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
+	browserCtx, cancelBrowser := startBrowser(t, 2*time.Minute,
 		// The development certificate is self-signed.
-		chromedp.Flag("ignore-certificate-errors", true),
-	)
-	defer cancelAlloc()
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
-	if err := chromedp.Do(browserCtx); err != nil {
-		t.Fatalf("starting %s: %v", chromiumPath, err)
-	}
-	var consoleMu sync.Mutex
-	var console []string
-	if err := chromedp.Listen(browserCtx, func(ev any) {
-		if ev, ok := ev.(*runtime.EventConsoleAPICalled); ok {
-			var parts []string
-			for _, a := range ev.Args {
-				parts = append(parts, string(a.Value)+a.Description)
-			}
-			consoleMu.Lock()
-			console = append(console, fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(parts, " ")))
-			consoleMu.Unlock()
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
+		chromedp.Flag("ignore-certificate-errors", true))
+	console := recordConsole(t, browserCtx)
 	defer func() {
 		if t.Failed() {
-			consoleMu.Lock()
-			t.Logf("browser console:\n%s", strings.Join(console, "\n"))
-			consoleMu.Unlock()
+			t.Logf("browser console:\n%s", console)
 			t.Logf("server log:\n%s", srv.logs)
 		}
 	}()
@@ -111,5 +65,4 @@ func TestBrowserChatHTTP2(t *testing.T) {
 	}
 
 	cancelBrowser()
-	cancelAlloc()
 }
