@@ -177,8 +177,8 @@ function senderName(pub) {
 	if (!pub.from) {
 		return "server";
 	}
-	if (typeof pub.from.user === "string" && pub.from.user !== "") {
-		return pub.from.user;
+	if ((typeof pub.from.user === "string" && pub.from.user !== "") || pub.from.info) {
+		return displayName(pub.from.user, pub.from.info);
 	}
 	const member = members.get(pub.from.client);
 	return member ? displayName(member.user, member.info) : "anonymous";

@@ -176,6 +176,9 @@ function publication(room, p) {
 	const pub = { room, offset: p.offset, epoch: p.epoch, time: p.time, data: p.data };
 	if (p.from && typeof p.from === "object") {
 		pub.from = { client: p.from.client, user: p.from.user };
+		if (p.from.info !== undefined) {
+			pub.from.info = p.from.info;
+		}
 	}
 	return pub;
 }
@@ -196,7 +199,7 @@ function publication(room, p) {
  *                   position: the room's position where live delivery starts;
  *                   publications: the array about to be delivered.
  *   "publication" (pub) each publication once, in order:
- *                 {room, offset, epoch, time, from: {client, user}?, data}.
+ *                 {room, offset, epoch, time, from: {client, user, info}?, data}.
  *   "epoch"       ({previous, position}) a live publication came in another
  *                 epoch than the room's last position: the server lost or
  *                 reset the room's history, publications may have been lost

@@ -177,6 +177,7 @@ function pub(room, offset, epoch = "e1", extra = {}) {
 function recordRoom(room) {
 	const r = { pubs: [], subscribed: [], events: [] };
 	room.on("publication", (p) => {
+		r.last = p;
 		r.pubs.push(p.offset);
 		r.events.push("pub:" + p.offset);
 	});
@@ -294,13 +295,16 @@ test("first subscribe: recent publications then live, duplicates dropped, in ord
 	eq(r.subscribed[0].recovered, undefined, "recovered absent without since");
 	eq(r.subscribed[0].reset, false, "no reset on the first subscribe");
 	eq(r.subscribed[0].publications.map((p) => p.offset), [12, 20], "publications in the event");
+	eq(r.subscribed[0].publications[0].from, { client: "c2", user: "bo" }, "from without info");
+	ws.push(pub("lobby", 21, "e1", { from: { client: "c3", info: { name: "Cy" } } }));
+	eq(r.last.from, { client: "c3", user: undefined, info: { name: "Cy" } }, "from with info");
 	ws.push(pub("lobby", 20)); // duplicate of the last recent one
 	ws.push(pub("lobby", 25)); // a jump is fine
 	ws.push(pub("lobby", 25)); // duplicate
 	ws.push(pub("lobby", 24)); // older
 	ws.push(pub("lobby", 26));
 	ws.push(pub("other", 27)); // a room we do not have
-	eq(r.events, ["subscribed", "pub:12", "pub:20", "pub:25", "pub:26"], "events");
+	eq(r.events, ["subscribed", "pub:12", "pub:20", "pub:21", "pub:25", "pub:26"], "events");
 	eq(room.position, { offset: 26, epoch: "e1" }, "position follows the pubs");
 	eq(room.state, "subscribed", "room state");
 	client.close();
