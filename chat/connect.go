@@ -88,13 +88,19 @@ func (s *Server) classify(err error) closeInfo {
 		return closeInfo{code: ce.Code, reason: s.ws.ShutdownReason, by: "server"}
 	case errors.As(err, &ce):
 		by := "server"
-		if ce.Remote {
+		switch {
+		case ce.Remote:
 			by = "peer"
+		case ce.Code == websocket.StatusAbnormalClosure:
+			// No close frame either way: the connection was lost (a TCP
+			// reset, an HTTP/2 stream reset, a keepalive that timed out;
+			// the reason says which).
+			by = "network"
 		}
 		return closeInfo{code: ce.Code, reason: ce.Reason, by: by}
 	default:
 		// The connection ended without a close frame (TCP reset, EOF, ...).
-		return closeInfo{code: websocket.StatusAbnormalClosure, reason: err.Error(), by: "peer"}
+		return closeInfo{code: websocket.StatusAbnormalClosure, reason: err.Error(), by: "network"}
 	}
 }
 

@@ -453,10 +453,21 @@ const http2CloseGrace = 2 * time.Second
 // before.
 type http2ClientBody struct {
 	io.ReadCloser
+	// rmu makes reads take turns: finish's drain may start while a read
+	// ahead still waits, and net/http's stream body wakes only one of two
+	// concurrent readers when the stream ends, leaving the other until the
+	// grace reset.
+	rmu   sync.Mutex
 	end   context.CancelFunc // cancels the request's context
 	mu    sync.Mutex
 	done  bool
 	grace *time.Timer
+}
+
+func (b *http2ClientBody) Read(p []byte) (int, error) {
+	b.rmu.Lock()
+	defer b.rmu.Unlock()
+	return b.ReadCloser.Read(p)
 }
 
 func (b *http2ClientBody) Close() error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,47 @@ func TestHTTP2PeerCloseThenResetGivesPeerCode(t *testing.T) {
 		if !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || !ce.Remote {
 			t.Fatalf("the server's Read ended with %v, want the peer's 1001", err)
 		}
+	}
+}
+
+// A client that drops its connection over HTTP/2 while a read ahead still waits on the
+// stream (left by a Read whose context ended) drains the stream's end in a
+// second goroutine. The two used to read the response body at once, and
+// net/http wakes only one of them when the stream ends: the other stayed
+// until the 2 s grace reset. Reads now take turns, so the drain ends with
+// the stream.
+func TestHTTP2ClientCloseWithReadAheadLeavesNoReader(t *testing.T) {
+	srv := startH2Server(t, echoHandler(nil, nil), true)
+	ctx := testCtx(t)
+	c, _ := dialH2(t, ctx, srv.wsURL("/"), &websocket.DialOptions{HTTPClient: srv.client(), HTTPVersion: websocket.HTTP2})
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	_, err := c.Read(short) // leaves a read ahead waiting on the stream
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("short read: %v", err)
+	}
+	// CloseNow: no closing handshake reads the stream first, so the read
+	// ahead is still waiting when the drain starts.
+	c.CloseNow()
+	// The grace reset would end a stuck reader after 2 s: look well before.
+	readers := []string{"(*clientStreamEnd).finish.func1", "(*streamTransport).readAhead"}
+	start := time.Now()
+	for {
+		buf := make([]byte, 1<<20)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		left := ""
+		for _, r := range readers {
+			if strings.Contains(stacks, r) {
+				left = r
+			}
+		}
+		if left == "" {
+			t.Logf("the stream's readers ended %v after CloseNow returned", time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Since(start) > time.Second {
+			t.Fatalf("%s still runs 1 s after CloseNow (it waits for the 2 s grace reset):\n%s", left, stacks)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -35,10 +35,8 @@ const lostReason = "connection lost without a close frame"
 //     reason, by the peer;
 //   - no close frame: 1006 and lostReason. RFC 8441 §5 makes a stream's
 //     RST_STREAM (CANCEL) what a TCP reset is to RFC 6455, so that is a
-//     connection lost, as a dropped TCP connection would be. (chat logs it
-//     with by=server over either transport: its classify takes a
-//     CloseError that did not come from the peer for a close the server
-//     made. The test does not check "by" there.)
+//     connection lost, as a dropped TCP connection would be, logged
+//     with by=network over either transport.
 //
 // What the browser sent is read from Chromium's net log, as bytes written
 // to the sockets (wireEnds), and the test logs it. When the browser ends
@@ -161,9 +159,9 @@ func TestBrowserTabClose(t *testing.T) {
 							sent.code, sent.reason, k, logged[k], v)
 					}
 				}
-			} else if logged["code"] != "1006" || logged["reason"] != lostReason {
-				t.Errorf("the browser sent no close frame (%v) but the server logged code=%s reason=%q, want code=1006 reason=%q",
-					sent, logged["code"], logged["reason"], lostReason)
+			} else if logged["code"] != "1006" || logged["reason"] != lostReason || logged["by"] != "network" {
+				t.Errorf("the browser sent no close frame (%v) but the server logged code=%s reason=%q by=%s, want code=1006 reason=%q by=network",
+					sent, logged["code"], logged["reason"], logged["by"], lostReason)
 			}
 		})
 	}
