@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/duplexws/duplex/hub"
 	"github.com/duplexws/duplex/websocket"
 )
 
@@ -44,16 +45,23 @@ type Options struct {
 	// Logger receives one line when a connection opens and one when it closes.
 	// Nil discards them.
 	Logger *slog.Logger
+
+	// Broker carries the rooms of the multi-user chat; nil keeps them in
+	// this process (hub.NewMemoryBroker).
+	Broker hub.Broker
 }
 
-// Server serves the chat: GET / (a redirect to the page), GET /chat/index,
-// its static files, and the WebSocket endpoint /chat/connect.
-// Its WebSockets are tracked by a [websocket.Server], so that
-// [Server.Shutdown] can close them.
+// Server serves the chat: GET / (a redirect to the page), the multi-user
+// chat at GET /chat/index?room=NAME on the hub's WebSocket endpoint
+// /chat/hub and its event streams /chat/rooms/{room}/events, and the
+// guide's echo page GET /chat/echo on the WebSocket endpoint /chat/connect.
+// Its WebSockets are tracked (by a [websocket.Server] and the [hub.Hub]),
+// so that [Server.Shutdown] can close them.
 type Server struct {
 	mux     *http.ServeMux
 	log     *slog.Logger
 	ws      websocket.Server
+	hub     *hub.Hub
 	closing atomic.Bool // Shutdown was called: a close with ws.ShutdownCode was ours
 }
 
@@ -98,7 +106,16 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/chat/index", http.StatusFound)
 	})
-	s.mux.HandleFunc("GET /chat/index", serveStatic("index.html"))
+	s.hub = newHub(opts)
+	s.mux.HandleFunc("GET /chat/index", serveStatic("room.html"))
+	s.mux.HandleFunc("GET /chat/room.js", serveStatic("room.js"))
+	s.mux.HandleFunc("GET /chat/room.css", serveStatic("room.css"))
+	s.mux.Handle("GET /chat/duplex.js", hub.ClientScript())
+	s.mux.Handle("/chat/hub", s.hub)
+	s.mux.HandleFunc("GET /chat/rooms/{room}/events", func(w http.ResponseWriter, r *http.Request) {
+		s.hub.ServeEvents(w, r, r.PathValue("room"))
+	})
+	s.mux.HandleFunc("GET /chat/echo", serveStatic("index.html"))
 	s.mux.HandleFunc("GET /chat/chat.js", serveStatic("chat.js"))
 	s.mux.HandleFunc("GET /chat/chat.css", serveStatic("chat.css"))
 	// No method in the pattern: websocket.Open answers anything but GET with 405.
@@ -113,8 +130,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Connections returns how many WebSocket connections are open.
 func (s *Server) Connections() int {
-	return s.ws.Len()
+	return s.ws.Len() + s.hub.Stats().Connections
 }
+
+// Hub returns the hub behind the multi-user chat, for the server's own
+// publishes and its statistics.
+func (s *Server) Hub() *hub.Hub { return s.hub }
 
 // Shutdown closes every WebSocket connection with Options.ShutdownCode (1001
 // "going away" by default), spread over Options.DrainWindow, refuses new ones
@@ -125,7 +146,14 @@ func (s *Server) Connections() int {
 // [websocket.Server] shows.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing.Store(true)
+	// The echo endpoint and the hub drain side by side: each spreads its
+	// closes over the drain window.
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- s.hub.Shutdown(ctx) }()
 	err := s.ws.Shutdown(ctx)
+	if herr := <-hubDone; err == nil {
+		err = herr
+	}
 	if err != nil {
 		s.log.Warn("shutdown deadline passed: websocket connections dropped without a closing handshake", "error", err)
 	}

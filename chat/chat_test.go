@@ -334,17 +334,39 @@ func TestPages(t *testing.T) {
 		t.Errorf("GET / = %d Location %q, want 302 to /chat/index", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
-	resp, body := get("/chat/index")
+	resp, body := get("/chat/index?room=lobby")
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
 		t.Errorf("GET /chat/index = %d %q, want 200 text/html", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
-	for _, want := range []string{`id="chat"`, `disabled`, `id="response"`, `id="status"`, `src="chat.js"`} {
+	for _, want := range []string{`id="chat"`, `id="messages"`, `id="presence"`, `id="status"`, `src="room.js"`} {
 		if !strings.Contains(body, want) {
-			t.Errorf("page lacks %s", want)
+			t.Errorf("room page lacks %s", want)
 		}
 	}
 	if resp.Header.Get("Content-Security-Policy") == "" {
-		t.Error("page has no Content-Security-Policy")
+		t.Error("room page has no Content-Security-Policy")
+	}
+	for _, path := range []string{"/chat/room.js", "/chat/duplex.js"} {
+		resp, body := get(path)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Content-Type"), "javascript") {
+			t.Errorf("GET %s = %d %q, want 200 JavaScript", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if strings.Contains(body, "innerHTML") {
+			t.Errorf("%s uses innerHTML; messages must be set with textContent", path)
+		}
+	}
+
+	resp, body = get("/chat/echo")
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("GET /chat/echo = %d %q, want 200 text/html", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	for _, want := range []string{`id="chat"`, `disabled`, `id="response"`, `id="status"`, `src="chat.js"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("echo page lacks %s", want)
+		}
+	}
+	if resp.Header.Get("Content-Security-Policy") == "" {
+		t.Error("echo page has no Content-Security-Policy")
 	}
 
 	resp, body = get("/chat/chat.js")

@@ -1,7 +1,16 @@
-// Package chat is the chat of the Falcon "WebSockets" guide, served by Duplex:
-// a page at /chat/index whose script sends {"text": ...} over a WebSocket to
-// /chat/connect, and an endpoint that answers every message with
-// {"text": "Echo: ..."}.
+// Package chat is the chat of the Falcon "WebSockets" guide, served by Duplex,
+// in two forms.
+//
+// The multi-user chat, at /chat/index?room=NAME (room "lobby" by default):
+// people in a room see each other's messages and who is present, the page
+// shows the room's recent history on join and, after a reconnect, exactly
+// what it missed. It runs on package hub: the page speaks the hub's protocol
+// through its JavaScript client (/chat/duplex.js) to /chat/hub, and a room's
+// messages are also a Server-Sent Events stream at /chat/rooms/{room}/events.
+//
+// The guide's own echo, unchanged: a page at /chat/echo whose script sends
+// {"text": ...} over a WebSocket to /chat/connect, and an endpoint that
+// answers every message with {"text": "Echo: ..."}.
 //
 // The page and its script are static files embedded in the binary; the script
 // reconnects with exponential backoff and full jitter and shows its connection

@@ -64,6 +64,9 @@ type ConnectRequest struct {
 	Request *http.Request
 	Token   string
 	Data    json.RawMessage
+	// EventStream is set for a Server-Sent Events request (ServeEvents),
+	// which has no connect command: no Token, no Data.
+	EventStream bool
 }
 
 // Identity is who the authentication hook says a client is.
@@ -280,14 +283,15 @@ func (h *Hub) Stats() Stats {
 	}
 }
 
-// Shutdown closes every client connection as websocket.Server.Shutdown does
-// (1001, or Options.ShutdownCode, spread over Options.DrainWindow), waits
-// for them to end, and then closes the broker if the Hub made it. When ctx
+// Shutdown ends every event stream, closes every client connection as
+// websocket.Server.Shutdown does (1001, or Options.ShutdownCode, spread over
+// Options.DrainWindow), waits for them to end, and then closes the broker if
+// the Hub made it. New connections and streams are refused with 503. When ctx
 // ends first the remaining connections are dropped and ctx's error returned.
 func (h *Hub) Shutdown(ctx context.Context) error {
+	h.cancel() // event streams end (clients reconnect elsewhere); rooms stop repairing
 	err := h.ws.Shutdown(ctx)
 	h.shutdownOne.Do(func() {
-		h.cancel()
 		if h.ownBroker {
 			if cerr := h.broker.Close(); err == nil {
 				err = cerr

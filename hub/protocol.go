@@ -22,7 +22,7 @@ type command struct {
 	Recent    int             `json:"recent"`
 	Presence  bool            `json:"presence"`
 	Key       string          `json:"key"`
-	Limit     int             `json:"limit"`
+	Limit     *int            `json:"limit"`
 	Reverse   bool            `json:"reverse"`
 	StatsOnly bool            `json:"stats_only"`
 }
@@ -77,6 +77,7 @@ type subscribeResult struct {
 	Position     Position          `json:"position"`
 	Recovered    *bool             `json:"recovered,omitempty"`
 	Publications []json.RawMessage `json:"publications"`
+	Presence     []ClientInfo      `json:"presence,omitempty"`
 }
 
 type publishResult struct {

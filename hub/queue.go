@@ -27,9 +27,9 @@ func (s *session) push(pm *websocket.PreparedMessage, n int) bool {
 	return true
 }
 
-// pushBytes queues a message of this session's own, counted as push does.
-func (s *session) pushBytes(msg []byte) {
-	s.push(websocket.NewPreparedMessage(websocket.MessageText, msg), len(msg))
+// deliver implements subscriber.
+func (s *session) deliver(_ *Event, msg []byte, pm *websocket.PreparedMessage) bool {
+	return s.push(pm, len(msg))
 }
 
 // sendReply queues the reply to a command. Replies are not counted against

@@ -38,9 +38,24 @@ type room struct {
 	closed    bool
 }
 
+// subscriber is what a subscription delivers to: a WebSocket session, or
+// a Server-Sent Events stream.
+type subscriber interface {
+	// deliver queues a live event (its encoded push, and the push framed
+	// once for all WebSocket subscribers) without blocking. It returns
+	// false when the subscriber takes no more: gone, or just overflowed
+	// (it then closes itself as a slow consumer).
+	deliver(ev *Event, msg []byte, pm *websocket.PreparedMessage) bool
+	// overflow closes the subscriber as a slow consumer.
+	overflow()
+	// disconnect closes the subscriber with code once what is queued is
+	// written.
+	disconnect(code websocket.StatusCode, reason string, reconnect bool)
+}
+
 // subscription is one client's subscription to one room.
 type subscription struct {
-	s        *session
+	s        subscriber
 	room     *room
 	presence bool // push join and leave events
 
@@ -209,11 +224,7 @@ func (r *room) applyLocked(ev Event) (repair bool) {
 		r.last = p.Position
 		r.fanOutLocked(ev, encodePub(p, true))
 	case EventJoin, EventLeave:
-		kind := "join"
-		if ev.Kind == EventLeave {
-			kind = "leave"
-		}
-		msg, _ := json.Marshal(presencePush{Push: kind, Room: r.name, Client: ev.Client})
+		msg, _ := json.Marshal(presencePush{Push: presenceKind(ev.Kind), Room: r.name, Client: ev.Client})
 		r.fanOutLocked(ev, msg)
 	}
 	return false
@@ -242,7 +253,7 @@ func (r *room) fanOutLocked(ev Event, msg []byte) {
 		if !presence && sub.floor >= ev.Publication.Offset {
 			continue
 		}
-		if !sub.s.push(pm, len(msg)) {
+		if !sub.s.deliver(&ev, msg, pm) {
 			r.dropLocked(sub, 0, "") // the session closed itself
 		}
 	}
@@ -371,4 +382,144 @@ func (r *room) catchUpLocked(sub *subscription, pubs []Publication, keep int) ([
 	}
 	sub.pending = presence
 	return out, r.last
+}
+
+// attachRequest says how a subscription starts: live only, or catching up
+// from a position (since), with the latest publications (recent), with the
+// presence list.
+type attachRequest struct {
+	since    *Position
+	recent   int
+	presence bool
+}
+
+// attachResult is what a subscriber is told before its live events.
+type attachResult struct {
+	position  Position      // live events come after it
+	recovered *bool         // with since: whether pubs are all it missed
+	pubs      []Publication // caught up, oldest first, up to position
+	presence  []ClientInfo  // with presence
+}
+
+// attach adds sub to the room and, when req asks, catches it up: live
+// events wait in sub.pending while history and presence are read outside
+// the room's lock, then both are merged under it. emit runs under the
+// room's lock, before any live event reaches sub, so that the subscriber
+// can queue what it is told ahead of them. On error sub is not attached.
+func (r *room) attach(ctx context.Context, sub *subscription, req attachRequest, emit func(attachResult)) error {
+	if req.since == nil && req.recent <= 0 && !req.presence {
+		r.mu.Lock()
+		r.subs[sub] = struct{}{}
+		emit(attachResult{position: r.last})
+		r.mu.Unlock()
+		return nil
+	}
+	r.mu.Lock()
+	sub.catchingUp = true
+	r.subs[sub] = struct{}{}
+	r.mu.Unlock()
+	detach := func() {
+		r.mu.Lock()
+		delete(r.subs, sub)
+		sub.gone = true
+		r.mu.Unlock()
+	}
+
+	maxRecover := r.h.opts.MaxRecover
+	var pubs []Publication
+	var recovered *bool
+	var histEpoch string
+	keep := 0
+	if req.since != nil {
+		ok := false
+		hist, err := r.h.broker.History(ctx, r.name, HistoryQuery{Since: req.since, Limit: maxRecover + 1})
+		switch {
+		case err == nil && len(hist.Publications) <= maxRecover:
+			pubs, histEpoch, ok = hist.Publications, hist.Latest.Epoch, true
+		case err == nil || errors.Is(err, ErrUnrecoverable):
+			// Missed more than MaxRecover, or history cannot vouch: none.
+		default:
+			detach()
+			return err
+		}
+		recovered = &ok
+	}
+	if (recovered == nil || !*recovered) && req.recent > 0 {
+		keep = min(req.recent, maxRecover)
+		hist, err := r.h.broker.History(ctx, r.name, HistoryQuery{Limit: keep, Reverse: true})
+		if err != nil {
+			detach()
+			return err
+		}
+		pubs, histEpoch = hist.Publications, hist.Latest.Epoch
+		slices.Reverse(pubs)
+	}
+	var present []ClientInfo
+	if req.presence {
+		// Read after sub was registered: join and leave events from now on
+		// wait in sub.pending and follow, so that the list plus the events
+		// is the room's presence.
+		var err error
+		if present, err = r.h.broker.Presence(ctx, r.name); err != nil {
+			detach()
+			return err
+		}
+		if present == nil {
+			present = []ClientInfo{}
+		}
+	}
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if sub.gone {
+		return nil // dropped while catching up: it is being closed
+	}
+	if histEpoch != "" && histEpoch != r.last.Epoch {
+		// The room was reset between the read and now: what was read
+		// belongs to an older history.
+		pubs = nil
+		if recovered != nil {
+			no := false
+			recovered = &no
+		}
+	}
+	merged, pos := r.catchUpLocked(sub, pubs, keep)
+	if recovered != nil && *recovered {
+		// The subscriber has everything up to since. This hub may not have
+		// delivered that far yet (another node served the client before):
+		// what it buffered or will deliver up to since is not sent again.
+		merged = afterOffset(merged, req.since.Offset)
+		if req.since.Offset > pos.Offset {
+			pos.Offset = req.since.Offset
+			sub.floor = req.since.Offset
+		}
+	}
+	emit(attachResult{position: pos, recovered: recovered, pubs: merged, presence: present})
+	sub.catchingUp = false
+	pending := sub.pending
+	sub.pending = nil
+	for i := range pending { // presence events that came meanwhile
+		ev := &pending[i]
+		msg, _ := json.Marshal(presencePush{Push: presenceKind(ev.Kind), Room: r.name, Client: ev.Client})
+		if !sub.s.deliver(ev, msg, websocket.NewPreparedMessage(websocket.MessageText, msg)) {
+			r.dropLocked(sub, 0, "")
+			break
+		}
+	}
+	return nil
+}
+
+func afterOffset(ps []Publication, off uint64) []Publication {
+	i := 0
+	for i < len(ps) && ps[i].Offset <= off {
+		i++
+	}
+	return ps[i:]
+}
+
+func presenceKind(k EventKind) string {
+	if k == EventLeave {
+		return "leave"
+	}
+	return "join"
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"sync"
 	"time"
 
@@ -194,105 +193,25 @@ func (s *session) subscribe(ctx context.Context, cmd *command) {
 	s.subs[cmd.Room] = sub
 	s.h.subscriptions.Add(1)
 
-	if cmd.Since == nil && cmd.Recent <= 0 {
-		// Live only: the reply is queued under the room's lock, so that no
-		// publication after its position can be queued before it.
-		r.mu.Lock()
-		r.subs[sub] = struct{}{}
-		s.sendReply(cmd.ID, subscribeResult{Room: r.name, Position: r.last, Publications: []json.RawMessage{}}, nil)
-		r.mu.Unlock()
-		s.join(ctx, sub)
+	req := attachRequest{since: cmd.Since, recent: cmd.Recent, presence: cmd.Presence}
+	err = r.attach(ctx, sub, req, func(res attachResult) {
+		// Under the room's lock: nothing live for this room is queued
+		// before the reply.
+		s.sendReply(cmd.ID, subscribeResult{Room: r.name, Position: res.position, Recovered: res.recovered,
+			Publications: encodePubs(res.pubs), Presence: res.presence}, nil)
+	})
+	if err != nil {
+		delete(s.subs, r.name)
+		s.h.subscriptions.Add(-1)
+		s.h.release(r)
+		s.sendReply(cmd.ID, nil, s.brokerError(err))
 		return
 	}
-
-	// Catching up: live events wait in sub.pending while history is read
-	// outside the room's lock, then both are merged under it.
-	r.mu.Lock()
-	sub.catchingUp = true
-	r.subs[sub] = struct{}{}
-	r.mu.Unlock()
-
-	var pubs []Publication
-	var recovered *bool
-	var histEpoch string
-	keep := 0
-	if cmd.Since != nil {
-		ok := false
-		hist, err := s.h.broker.History(ctx, r.name, HistoryQuery{Since: cmd.Since, Limit: s.h.opts.MaxRecover + 1})
-		switch {
-		case err == nil && len(hist.Publications) <= s.h.opts.MaxRecover:
-			pubs, histEpoch, ok = hist.Publications, hist.Latest.Epoch, true
-		case err == nil || errors.Is(err, ErrUnrecoverable):
-		default:
-			s.abandon(ctx, sub)
-			s.sendReply(cmd.ID, nil, s.brokerError(err))
-			return
-		}
-		recovered = &ok
-	}
-	if (recovered == nil || !*recovered) && cmd.Recent > 0 {
-		keep = min(cmd.Recent, s.h.opts.MaxRecover)
-		hist, err := s.h.broker.History(ctx, r.name, HistoryQuery{Limit: keep, Reverse: true})
-		if err != nil {
-			s.abandon(ctx, sub)
-			s.sendReply(cmd.ID, nil, s.brokerError(err))
-			return
-		}
-		pubs, histEpoch = hist.Publications, hist.Latest.Epoch
-		slices.Reverse(pubs)
-	}
-
-	r.mu.Lock()
-	if sub.gone {
-		r.mu.Unlock()
-		return // dropped while catching up: its connection is being closed
-	}
-	if histEpoch != "" && histEpoch != r.last.Epoch {
-		// The room was reset between the read and now: what was read
-		// belongs to an older history.
-		pubs = nil
-		if recovered != nil {
-			no := false
-			recovered = &no
-		}
-	}
-	merged, pos := r.catchUpLocked(sub, pubs, keep)
-	if recovered != nil && *recovered {
-		// The client has everything up to since. This hub may not have
-		// delivered that far yet (another node served the client before):
-		// what it buffered or will deliver up to since is not sent again.
-		merged = afterOffset(merged, cmd.Since.Offset)
-		if cmd.Since.Offset > pos.Offset {
-			pos.Offset = cmd.Since.Offset
-			sub.floor = cmd.Since.Offset
-		}
-	}
-	res := subscribeResult{Room: r.name, Position: pos, Recovered: recovered, Publications: encodePubs(merged)}
-	s.sendReply(cmd.ID, res, nil)
-	sub.catchingUp = false
-	for _, ev := range sub.pending { // presence events that came meanwhile
-		msg, _ := json.Marshal(presencePush{Push: presenceKind(ev.Kind), Room: r.name, Client: ev.Client})
-		s.pushBytes(msg)
-	}
-	sub.pending = nil
-	r.mu.Unlock()
 	s.join(ctx, sub)
 }
 
-func afterOffset(ps []Publication, off uint64) []Publication {
-	i := 0
-	for i < len(ps) && ps[i].Offset <= off {
-		i++
-	}
-	return ps[i:]
-}
-
-func presenceKind(k EventKind) string {
-	if k == EventLeave {
-		return "leave"
-	}
-	return "join"
-}
+// defaultHistoryLimit is the limit of a history command that gives none.
+const defaultHistoryLimit = 100
 
 // join enters the client in the room's presence.
 func (s *session) join(ctx context.Context, sub *subscription) {
@@ -356,7 +275,11 @@ func (s *session) history(ctx context.Context, cmd *command) {
 		s.sendReply(cmd.ID, nil, e)
 		return
 	}
-	limit := min(max(cmd.Limit, 0), s.h.opts.MaxRecover)
+	limit := defaultHistoryLimit
+	if cmd.Limit != nil {
+		limit = max(*cmd.Limit, 0)
+	}
+	limit = min(limit, s.h.opts.MaxRecover)
 	hist, err := s.h.broker.History(ctx, cmd.Room, HistoryQuery{Since: cmd.Since, Limit: limit, Reverse: cmd.Reverse})
 	if errors.Is(err, ErrUnrecoverable) {
 		s.sendReply(cmd.ID, nil, &Error{Code: CodeGone, Message: err.Error()})

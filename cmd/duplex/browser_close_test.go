@@ -105,7 +105,7 @@ func TestBrowserTabClose(t *testing.T) {
 			// and the status says so.
 			openCtx, cancelOpen := context.WithTimeout(tabCtx, 30*time.Second)
 			err := chromedp.Do(openCtx,
-				chromedp.Navigate(tr.scheme+"://"+srv.addr+"/chat/index"),
+				chromedp.Navigate(tr.scheme+"://"+srv.addr+"/chat/echo"),
 				chromedp.WaitEnabled(chromedp.CSS("#chat")),
 				chromedp.Poll[chromedp.Void](`document.getElementById("status").textContent === "connected"`,
 					chromedp.WithPollingInterval(50*time.Millisecond)),

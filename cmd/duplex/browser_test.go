@@ -38,7 +38,7 @@ const countSockets = `(() => {
 // server comes back on the same port.
 func TestBrowserChat(t *testing.T) {
 	srv := startRun(t, []string{"-addr", "127.0.0.1:0"}, nil)
-	pageURL := "http://" + srv.addr + "/chat/index"
+	pageURL := "http://" + srv.addr + "/chat/echo"
 
 	// The whole test, browser included, is bounded; each wait has its own deadline below.
 	browserCtx, cancelBrowser := startBrowser(t, 3*time.Minute)

@@ -19,7 +19,7 @@ import (
 // chat echoes over it.
 func TestBrowserChatHTTP2(t *testing.T) {
 	srv := startRun(t, []string{"-addr", "127.0.0.1:0", "-tls"}, map[string]string{"DUPLEX_LOG_LEVEL": "debug"})
-	pageURL := "https://" + srv.addr + "/chat/index"
+	pageURL := "https://" + srv.addr + "/chat/echo"
 
 	browserCtx, cancelBrowser := startBrowser(t, 2*time.Minute,
 		// The development certificate is self-signed.
@@ -51,7 +51,7 @@ func TestBrowserChatHTTP2(t *testing.T) {
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)))
 
 	t.Logf("the server saw:\n%s", strings.Join(srv.logs.linesWith("msg=request"), "\n"))
-	if n := len(srv.logs.linesWith("msg=request", "path=/chat/index", "proto=HTTP/2.0")); n != 1 {
+	if n := len(srv.logs.linesWith("msg=request", "path=/chat/echo", "proto=HTTP/2.0")); n != 1 {
 		t.Errorf("the page was fetched over HTTP/2 %d times, want 1", n)
 	}
 	if n := len(srv.logs.linesWith("msg=request", "method=CONNECT", "path=/chat/connect", "proto=HTTP/2.0")); n != 1 {

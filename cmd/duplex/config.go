@@ -55,7 +55,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 			"0 closes all at once; less than the shutdown timeout ("+shutdownTimeout.String()+") (env DUPLEX_DRAIN)")
 	readTLS := addTLSFlags(fs, getenv)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index, WebSocket /chat/connect, GET /healthz.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index?room=NAME (hub WebSocket /chat/hub, events /chat/rooms/{room}/events), the guide's echo GET /chat/echo (WebSocket /chat/connect), GET /healthz.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
