@@ -37,10 +37,11 @@ type inMsg struct {
 }
 
 type subResult struct {
-	Room         string     `json:"room"`
-	Position     Position   `json:"position"`
-	Recovered    *bool      `json:"recovered"`
-	Publications []wirePub2 `json:"publications"`
+	Room         string       `json:"room"`
+	Position     Position     `json:"position"`
+	Recovered    *bool        `json:"recovered"`
+	Publications []wirePub2   `json:"publications"`
+	Presence     []ClientInfo `json:"presence"`
 }
 
 type wirePub2 struct {

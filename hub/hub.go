@@ -84,7 +84,10 @@ type Options struct {
 
 	// WebSocket configures the handshake and the connections (origins,
 	// keepalive, compression). The hub sets the subprotocol and a read limit
-	// that fits MaxPublicationSize.
+	// that fits MaxPublicationSize. Without Compression options the hub
+	// compresses without context takeover: a publication is then compressed
+	// once for all its subscribers, where with takeover each connection
+	// compresses it again against its own history.
 	WebSocket websocket.AcceptOptions
 
 	// QueueBytes and QueueMessages bound what a connection may have waiting
@@ -200,6 +203,9 @@ func New(opts Options) *Hub {
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	wsOpts := opts.WebSocket
 	wsOpts.Subprotocols = []string{Subprotocol}
+	if wsOpts.Compression == nil {
+		wsOpts.Compression = &websocket.CompressionOptions{NoContextTakeover: true}
+	}
 	// A publish command embeds its data as is: the margin is for the
 	// envelope around it.
 	wsOpts.ReadLimit = int64(opts.MaxPublicationSize) + 4096
