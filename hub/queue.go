@@ -71,7 +71,17 @@ func (s *session) write() {
 			}
 			return
 		}
-		s.queue = s.spare[:0]
+		// At most maxBatch bytes per flush: the write lock is released
+		// between batches, so that a close (of a slow consumer, at
+		// shutdown) waits for one batch at most, not the whole queue.
+		n, size := 0, 0
+		for n < len(batch) && (n == 0 || size+batch[n].n <= maxBatch) {
+			size += batch[n].n
+			n++
+		}
+		rest := batch[n:]
+		batch = batch[:n]
+		s.queue = append(s.spare[:0], rest...)
 		s.mu.Unlock()
 
 		var err error
@@ -108,6 +118,9 @@ func (s *session) write() {
 		s.mu.Unlock()
 	}
 }
+
+// maxBatch is the most bytes the writer sends in one flush.
+const maxBatch = 64 << 10
 
 // overflow closes the session as a slow consumer.
 func (s *session) overflow() {

@@ -23,8 +23,9 @@ const sseHeartbeat = 25 * time.Second
 //
 // Each publication is an event whose id is its position ("epoch-offset")
 // and whose data is the same JSON as the WebSocket protocol's pub push. The
-// stream starts with a "subscribed" event (id: the position live events
-// follow; data: {"room", "position", "recovered"}). A client that
+// stream starts with a "subscribed" event (data: {"room", "position",
+// "recovered"}, position being where live events start; id: the position
+// just before the first publication that follows). A client that
 // reconnects sends the last id it saw as Last-Event-ID, which browsers do by
 // themselves, and is caught up exactly as a WebSocket subscriber recovering
 // from that position: every publication it missed, or "recovered": false and
@@ -162,7 +163,14 @@ func (st *eventStream) start(room string, res attachResult) {
 	defer st.mu.Unlock()
 	st.buf.WriteString("retry: 1000\n")
 	data, _ := json.Marshal(sseSubscribed{Room: room, Position: res.position, Recovered: res.recovered})
-	st.writeEventLocked("subscribed", res.position, data)
+	// The event's id is the position just before the first publication
+	// that follows it, so that a client cut off before that publication
+	// resumes from there, not from where live delivery starts.
+	id := res.position
+	if len(res.pubs) > 0 {
+		id = Position{Offset: res.pubs[0].Prev, Epoch: res.pubs[0].Epoch}
+	}
+	st.writeEventLocked("subscribed", id, data)
 	for i := range res.pubs {
 		st.writeEventLocked("", res.pubs[i].Position, encodePub(&res.pubs[i], true))
 	}
