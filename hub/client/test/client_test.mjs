@@ -16,8 +16,12 @@
 // every publication once, in order. Then B's socket is cut (terminate(): no
 // close frame) and its reconnection held back while A publishes more; B
 // must then reconnect, recover, and have received exactly the missed ones,
-// once each, in order. Last, B publishes with a key and its socket is cut at
-// once: after the reconnect the publish resolves and the room holds it once.
+// once each, in order. Last, B publishes with a key twice: once its socket is
+// cut when the publish's reply arrives (the hub has appended it; the client
+// never sees the reply), so that the publish sent again after the reconnect
+// must get the first one's position from the hub's idempotency; once the
+// socket is cut right after the send (the hub may not have read it). Each
+// publish resolves after the reconnect and the room holds it once.
 //
 // Output: a line per check, then one JSON summary line (the last line):
 //   {"ok":true,"url":...,"room":...,"checks":[{"name":...,"ok":true,"detail":...}],...}
@@ -102,16 +106,46 @@ async function waitFor(cond, what, ms = STEP) {
 
 // A WebSocket class per client: it keeps its sockets, so that the test can
 // cut them, and refuses to connect while held (the attempt fails like an
-// unreachable server and the client backs off).
+// unreachable server and the client backs off). With state.intercept set,
+// it shows the test each message the client sends (onSend) and each one the
+// server sends before the client sees it (onMessage returns true to hide
+// it); a socket cut by cut() passes nothing more to the client, as after a
+// real cut.
 function socketsOf() {
-	const state = { sockets: [], held: false };
+	const state = { sockets: [], held: false, intercept: null };
 	class TestSocket extends WS {
 		constructor(address, protocols) {
 			if (state.held) {
 				throw new Error("reconnection held back by the test");
 			}
 			super(address, protocols);
+			this.cutByTest = false;
 			state.sockets.push(this);
+		}
+
+		send(data, ...rest) {
+			if (state.intercept) {
+				state.intercept.onSend(this, data);
+			}
+			return super.send(data, ...rest);
+		}
+
+		cut() {
+			this.cutByTest = true;
+			this.terminate();
+		}
+
+		get onmessage() {
+			return super.onmessage;
+		}
+
+		set onmessage(fn) {
+			super.onmessage = typeof fn !== "function" ? fn : (event) => {
+				if (this.cutByTest || (state.intercept && state.intercept.onMessage(this, event))) {
+					return;
+				}
+				fn(event);
+			};
 		}
 	}
 	state.WebSocket = TestSocket;
@@ -245,24 +279,66 @@ try {
 	check("recover: A and B saw the same sequence",
 		JSON.stringify(a.log.pubs.map(key)) === JSON.stringify(b.log.pubs.map(key)));
 
-	// 6. A keyed publish whose socket is cut right after the send: sent again
-	//    after the reconnect with the same key, appended once.
-	const n = LIVE + MISSED + 1;
-	const pending = b.room.publish({ text: `keyed ${n}`, run, n }, { key: randomKey() });
-	sb.sockets[sb.sockets.length - 1].terminate();
-	const position = await Promise.race([
+	// 6. Keyed publishes across a cut: each is sent again after the
+	//    reconnect with the same key, and appended once.
+	const resolved = (pending) => Promise.race([
 		pending,
 		sleep(STEP).then(() => {
 			throw new Error("the keyed publish did not resolve after the reconnect");
 		}),
 	]);
-	published.push({ n, ...position });
+	const count = (log, n) => log.pubs.filter((p) => p.data.n === n).length;
+
+	// 6a. The socket is cut when the publish's reply arrives: the hub has
+	//     appended it, the client never sees the reply. The publish sent
+	//     again must get the first one's position, not a new one.
+	const n1 = LIVE + MISSED + 1;
+	const key1 = randomKey();
+	let firstReply = null;
+	sb.intercept = {
+		id: 0,
+		onSend(socket, data) {
+			const m = JSON.parse(data);
+			if (this.id === 0 && m.op === "publish" && m.key === key1) {
+				this.id = m.id;
+			}
+		},
+		onMessage(socket, event) {
+			const m = JSON.parse(event.data);
+			if (this.id === 0 || m.id !== this.id) {
+				return false;
+			}
+			firstReply = m;
+			sb.intercept = null;
+			socket.cut();
+			return true;
+		},
+	};
+	const connectionsBefore = b.log.states.filter((s) => s.state === "connected").length;
+	const position1 = await resolved(b.room.publish({ text: `keyed ${n1}`, run, n: n1 }, { key: key1 }));
+	published.push({ n: n1, ...position1 });
+	const firstPosition = firstReply && firstReply.result && firstReply.result.position;
+	check("keyed publish, reply lost in a cut: the hub had appended it", firstPosition !== undefined &&
+		firstPosition !== null && key(firstPosition) === key(position1) &&
+		b.log.states.filter((s) => s.state === "connected").length === connectionsBefore + 1,
+	{ firstReply: firstPosition, resolved: position1 });
+
+	// 6b. The socket is cut right after the send: the hub may not have
+	//     read it (ws compresses before it writes, so it usually has not).
+	const n2 = n1 + 1;
+	const pending2 = b.room.publish({ text: `keyed ${n2}`, run, n: n2 }, { key: randomKey() });
+	sb.sockets[sb.sockets.length - 1].cut();
+	const position2 = await resolved(pending2);
+	published.push({ n: n2, ...position2 });
+
 	await waitFor(() => a.log.pubs.length >= published.length && b.log.pubs.length >= published.length,
-		"both received the keyed publication");
+		"both received the keyed publications");
 	await sleep(300);
-	const count = (log) => log.pubs.filter((p) => p.data.n === n).length;
-	check("keyed publish across a cut: once for A and B", count(a.log) === 1 && count(b.log) === 1 &&
-		key(a.log.pubs[a.log.pubs.length - 1]) === key(position), { a: count(a.log), b: count(b.log), position });
+	check("keyed publishes across a cut: each once for A and B, in order", [n1, n2].every((n) =>
+		count(a.log, n) === 1 && count(b.log, n) === 1) &&
+		JSON.stringify(a.log.pubs.slice(-2).map(key)) === JSON.stringify([position1, position2].map(key)) &&
+		JSON.stringify(b.log.pubs.map(key)) === JSON.stringify(published.map(key)),
+	{ a: [count(a.log, n1), count(a.log, n2)], b: [count(b.log, n1), count(b.log, n2)], position1, position2 });
 
 	// 7. History after the start position: the same sequence.
 	const history = await a.room.history({ since: start, limit: published.length + 10 });
