@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -293,7 +294,10 @@ func (r *room) resetLocked(why string) {
 }
 
 // repair fills the gap after r.last from history, then applies the
-// backlog; it runs until the room is back on the live chain.
+// backlog; it runs until the room is back on the live chain. A gap of more
+// than MaxRecover publications, or one that history no longer holds, resets
+// the room's subscribers instead (4010): they come back and recover from
+// their own positions, or learn that they cannot.
 func (r *room) repair() {
 	r.h.repairs.Add(1)
 	failures := 0
@@ -304,10 +308,13 @@ func (r *room) repair() {
 			return
 		}
 		from := r.last
+		// The publication that revealed the gap is first in the backlog:
+		// its Prev is the offset the chain must reach.
+		target := r.backlog[0].Publication.Prev
 		r.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(r.h.ctx, 10*time.Second)
-		hist, err := r.h.broker.History(ctx, r.name, HistoryQuery{Since: &from, Limit: r.h.opts.MaxRecover + 1})
+		hist, err := r.h.broker.History(ctx, r.name, HistoryQuery{Since: &from, Limit: r.h.opts.MaxRecover})
 		cancel()
 
 		r.mu.Lock()
@@ -316,15 +323,19 @@ func (r *room) repair() {
 			return
 		}
 		switch {
-		case err == nil && len(hist.Publications) <= r.h.opts.MaxRecover:
+		case err == nil:
 			for _, p := range hist.Publications {
-				if p.Offset > r.last.Offset && p.Epoch == r.last.Epoch {
-					r.last = p.Position
-					r.fanOutLocked(Event{Kind: EventPublication, Publication: p}, encodePub(&p, true))
+				if p.Epoch != r.last.Epoch || p.Prev != r.last.Offset {
+					break // not a chain from r.last: the check below resets
 				}
+				r.last = p.Position
+				r.fanOutLocked(Event{Kind: EventPublication, Publication: p}, encodePub(&p, true))
 			}
-		case err == nil || errors.Is(err, ErrUnrecoverable):
-			r.resetLocked("gap in live delivery could not be filled from history")
+			if r.last.Epoch != from.Epoch || r.last.Offset < target {
+				r.resetLocked(fmt.Sprintf("a gap in live delivery after offset %d could not be filled from history", from.Offset))
+			}
+		case errors.Is(err, ErrUnrecoverable):
+			r.resetLocked(fmt.Sprintf("history no longer holds the publications after offset %d", from.Offset))
 		default:
 			failures++
 			if failures < 5 && r.h.ctx.Err() == nil {
