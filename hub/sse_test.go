@@ -1,0 +1,136 @@
+package hub
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+type sseEvent struct {
+	event, id, data string
+}
+
+// readEvents reads n events from an event stream.
+func readEvents(t *testing.T, br *bufio.Reader, n int) []sseEvent {
+	t.Helper()
+	var out []sseEvent
+	var ev sseEvent
+	for len(out) < n {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reading the stream after %d events: %v", len(out), err)
+		}
+		line = strings.TrimSuffix(line, "\n")
+		switch {
+		case line == "":
+			if ev.data != "" {
+				out = append(out, ev)
+			}
+			ev = sseEvent{}
+		case strings.HasPrefix(line, "event: "):
+			ev.event = line[len("event: "):]
+		case strings.HasPrefix(line, "id: "):
+			ev.id = line[len("id: "):]
+		case strings.HasPrefix(line, "data: "):
+			ev.data = line[len("data: "):]
+		}
+	}
+	return out
+}
+
+func openStream(t *testing.T, ctx context.Context, url, lastID string) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET %s: %s %s", url, resp.Status, resp.Header.Get("Content-Type"))
+	}
+	return resp, bufio.NewReader(resp.Body)
+}
+
+// An event stream resumes from Last-Event-ID exactly as a WebSocket
+// subscriber recovers, and a client cut off right after the subscribed
+// event (before the caught-up publications) loses nothing by resuming from
+// that event's id.
+func TestEventStreamResumes(t *testing.T) {
+	h := New(Options{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeEvents(w, r, "s")
+	}))
+	defer srv.Close()
+	defer h.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var first Position
+	for i := 1; i <= 3; i++ {
+		p, err := h.Publish(ctx, "s", json.RawMessage(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			first = p
+		}
+	}
+	start := Position{Epoch: first.Epoch}.String() // before the first publication
+
+	// Cut off right after the subscribed event.
+	resp, br := openStream(t, ctx, srv.URL, start)
+	evs := readEvents(t, br, 1)
+	resp.Body.Close()
+	if evs[0].event != "subscribed" || evs[0].id != start {
+		t.Fatalf("first event %+v, want subscribed with id %s", evs[0], start)
+	}
+	resp, br = openStream(t, ctx, srv.URL, evs[0].id)
+	evs = readEvents(t, br, 4)
+	if !strings.Contains(evs[0].data, `"recovered":true`) {
+		t.Fatalf("resumed stream starts with %+v, want recovered", evs[0])
+	}
+	for i, ev := range evs[1:] {
+		want := Position{Offset: uint64(i + 1), Epoch: first.Epoch}.String()
+		if ev.id != want || !strings.Contains(ev.data, fmt.Sprintf(`"data":%d`, i+1)) {
+			t.Fatalf("event %d = %+v, want id %s", i, ev, want)
+		}
+	}
+	// Live, then cut, publish more, resume from the last id.
+	h.Publish(ctx, "s", json.RawMessage("4"))
+	live := readEvents(t, br, 1)[0]
+	resp.Body.Close()
+	h.Publish(ctx, "s", json.RawMessage("5"))
+	h.Publish(ctx, "s", json.RawMessage("6"))
+	resp, br = openStream(t, ctx, srv.URL, live.id)
+	evs = readEvents(t, br, 3)
+	resp.Body.Close()
+	if !strings.Contains(evs[0].data, `"recovered":true`) || !strings.Contains(evs[1].data, `"data":5`) || !strings.Contains(evs[2].data, `"data":6`) {
+		t.Fatalf("after %s: %+v, want recovered, 5, 6", live.id, evs)
+	}
+	// An id from another epoch: not recovered, nothing old.
+	resp, br = openStream(t, ctx, srv.URL, "elsewhere-2")
+	evs = readEvents(t, br, 1)
+	resp.Body.Close()
+	if !strings.Contains(evs[0].data, `"recovered":false`) {
+		t.Fatalf("unknown epoch: %+v, want recovered false", evs[0])
+	}
+	// A malformed id is a bad request.
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+	req.Header.Set("Last-Event-ID", "nonsense")
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusBadRequest {
+		t.Fatalf("malformed Last-Event-ID: %s, want 400", r2.Status)
+	}
+}
