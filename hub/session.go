@@ -53,7 +53,7 @@ func newClientID() string {
 }
 
 // ServeHTTP's handler, for one connection.
-func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) error {
+func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) (err error) {
 	h.sessions.Add(1)
 	defer h.sessions.Add(-1)
 	s := &session{h: h, c: c, r: r, subs: make(map[string]*subscription)}
@@ -64,11 +64,25 @@ func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) err
 	if err := s.connect(ctx); err != nil {
 		return err
 	}
+	start := time.Now()
+	defer func() {
+		// One line per client that connected, as the echo endpoint logs.
+		code, by := websocket.StatusAbnormalClosure, "network"
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			code, by = ce.Code, "server"
+			if ce.Remote {
+				by = "peer"
+			}
+		}
+		h.log.Info("hub client disconnected", "client", s.info.Client, "user", s.info.User, "remote", r.RemoteAddr,
+			"code", int(code), "by", by, "rooms", len(s.subs), "duration", time.Since(start).Round(time.Millisecond))
+	}()
 	var buf []byte
 	for {
-		msg, err := c.ReadInto(ctx, buf)
-		if err != nil {
-			return err
+		msg, rerr := c.ReadInto(ctx, buf)
+		if rerr != nil {
+			return rerr
 		}
 		buf = msg.Data[:0]
 		if msg.Type != websocket.MessageText {
