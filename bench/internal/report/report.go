@@ -673,6 +673,9 @@ func (a *agg) summary(b *strings.Builder) {
 	for _, c := range a.cells(Deflate) {
 		add(Deflate, c, "msgs/s", msgsPerSec, true, num)
 	}
+	if len(t.rows) == 0 { // a run of other scenarios (hub-broadcast)
+		return
+	}
 	fmt.Fprintf(b, "## Duplex against the field\n\nFor msgs/s and deliveries/s a ratio below 1 means Duplex is behind; for CPU, latency and memory a ratio above 1 means Duplex is behind.\n\n%s\n", t)
 	if len(behind) > 0 {
 		fmt.Fprintf(b, "Behind the best peer by more than 10%%:\n\n- %s\n\n", strings.Join(behind, "\n- "))
