@@ -31,6 +31,9 @@ func runLoadgen(args []string) {
 	fs.IntVar(&c.PerIP, "per-ip", 1000, "connections per source address")
 	fs.BoolVar(&c.Verify, "verify", false, "check each connection's first echo")
 	fs.IntVar(&c.Chat, "chat", 0, "idle: messages each connection sends once open")
+	fs.BoolVar(&c.JSON, "json", false, "broadcast: JSON text messages carrying their send time")
+	fs.StringVar(&c.HubRoom, "hub-room", "", "broadcast through a hub: subscribers connect and subscribe to this room first")
+	fs.StringVar(&c.PubPath, "pub-path", "", "with -hub-room: the publisher's path (default /pub)")
 	_ = fs.Parse(args)
 
 	ctl := make(chan loadgen.Command, 1)

@@ -32,6 +32,25 @@ var Libraries = []report.Lib{
 	{Name: "tcp", Module: "(plain TCP echo, the floor)"},
 }
 
+// HubServer is package hub as a server (servers/hub), built only for the
+// hub-broadcast scenario; it is not one of the Libraries.
+var HubServer = report.Lib{Name: report.Hub, Module: "github.com/duplexws/duplex/hub"}
+
+// hubTarget is one server of the hub-broadcast scenario: the hub, and beside
+// it the raw prepared-message loop (duplex -variant prepared) and gws's
+// Broadcaster (gws's broadcast mode), each if its library is built.
+type hubTarget struct{ lib, variant string }
+
+func (t hubTarget) String() string {
+	if t.variant != "" {
+		return t.lib + " (" + t.variant + ")"
+	}
+	return t.lib
+}
+
+// hubRoom is the room the hub-broadcast scenario publishes to.
+const hubRoom = "bench"
+
 // Options of a run.
 type Options struct {
 	Command   string   // how the run was started, for the report
@@ -187,6 +206,11 @@ func Run(opt Options) (*report.Results, error) {
 	if err := r.build(); err != nil {
 		return nil, err
 	}
+	if r.has(report.HubBroadcast) {
+		if err := r.buildHub(); err != nil {
+			return nil, err
+		}
+	}
 	tasks := r.plan()
 	if opt.Micro {
 		tasks = append(tasks, task{label: "microbenchmarks", est: 60, run: func() []report.Record {
@@ -289,8 +313,51 @@ func moduleVersions(gomod string) map[string]string {
 	return m
 }
 
-func duplexVersion(modDir string) string {
-	out, err := exec.Command("git", "-C", modDir, "log", "-1", "--format=%h %cs", "--", "../websocket").Output()
+// buildHub compiles servers/hub, for the hub-broadcast scenario.
+func (r *runner) buildHub() error {
+	lib := HubServer
+	lib.Version = treeVersion(r.opt.ModDir, "../hub")
+	bin := filepath.Join(r.opt.ModDir, "bin", "srv-"+lib.Name)
+	cmd := exec.Command("go", "build", "-o", bin, "./servers/"+lib.Name)
+	cmd.Dir = r.opt.ModDir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		lib.BuildErr = strings.TrimSpace(string(out))
+		fmt.Fprintf(r.opt.Log, "  %s: build failed, it will be reported as such:\n%s\n", lib.Name, out)
+	} else {
+		lib.Built = true
+	}
+	r.libs[lib.Name] = &lib
+	r.bin[lib.Name] = bin
+	r.res.Libs = append(r.res.Libs, lib)
+	return nil
+}
+
+// hubTargets lists the hub-broadcast scenario's servers that can run.
+func (r *runner) hubTargets() []hubTarget {
+	out := []hubTarget{{lib: report.Hub}}
+	if r.libs[report.Ours] != nil {
+		out = append(out, hubTarget{lib: report.Ours, variant: "prepared"})
+	}
+	if r.libs["gws"] != nil {
+		out = append(out, hubTarget{lib: "gws"})
+	}
+	return out
+}
+
+func (r *runner) has(scenario string) bool {
+	for _, x := range r.opt.Scenarios {
+		if x == scenario {
+			return true
+		}
+	}
+	return false
+}
+
+func duplexVersion(modDir string) string { return treeVersion(modDir, "../websocket") }
+
+// treeVersion is the last commit that touched dir (relative to modDir).
+func treeVersion(modDir, dir string) string {
+	out, err := exec.Command("git", "-C", modDir, "log", "-1", "--format=%h %cs", "--", dir).Output()
 	if err != nil || len(out) == 0 {
 		return "working tree"
 	}
@@ -302,14 +369,7 @@ func duplexVersion(modDir string) string {
 func (r *runner) plan() []task {
 	o := r.opt
 	var tasks []task
-	has := func(s string) bool {
-		for _, x := range o.Scenarios {
-			if x == s {
-				return true
-			}
-		}
-		return false
-	}
+	has := r.has
 	connectEst := func(n int) float64 { return 0.3 + float64(n)/8000 }
 	echoEst := (o.Warmup + o.Duration).Seconds() + 0.5
 	for round := 1; round <= o.Rounds; round++ {
@@ -385,6 +445,18 @@ func (r *runner) plan() []task {
 				}
 			}
 		}
+		if has(report.HubBroadcast) {
+			for _, win := range o.Windows {
+				for _, tg := range rotate(r.hubTargets(), round-1) {
+					tg, round, win := tg, round, win
+					tasks = append(tasks, task{
+						label: fmt.Sprintf("r%d hub-broadcast %s to %d w=%d", round, tg, o.BroadcastSubs, win),
+						est:   echoEst + 0.8 + 2*connectEst(o.BroadcastSubs),
+						run:   func() []report.Record { return r.hubBroadcast(tg, round, win) },
+					})
+				}
+			}
+		}
 		if has(report.Deflate) {
 			for _, p := range o.DeflatePayloads {
 				for _, l := range libs {
@@ -404,8 +476,8 @@ func (r *runner) plan() []task {
 	return tasks
 }
 
-func rotate(s []string, k int) []string {
-	out := make([]string, 0, len(s))
+func rotate[T any](s []T, k int) []T {
+	out := make([]T, 0, len(s))
 	for i := range s {
 		out = append(out, s[(i+k)%len(s)])
 	}
@@ -481,7 +553,10 @@ func (r *runner) echo(scenario, lib string, round, conns, payload int) []report.
 	return []report.Record{rec}
 }
 
-type window struct{ serverCPU, loadCPU, wall, reads, writes float64 }
+// window is what measure read: over the measured window, and setupCPU, the
+// server's CPU time from its start until the load generator said "ready"
+// (broadcast: every subscriber connected, and subscribed where it must).
+type window struct{ serverCPU, loadCPU, wall, reads, writes, setupCPU float64 }
 
 // measure runs the load generator and reads the server's and the
 // generator's CPU time at the start and end of the measured window.
@@ -490,7 +565,7 @@ func (r *runner) measure(srv *server, cfg loadgen.Config) (window, loadgen.Resul
 	if err != nil {
 		return window{}, loadgen.Result{}, err
 	}
-	var s0, s1, r0, r1, w0, w1 float64
+	var s0, s1, r0, r1, w0, w1, setup float64
 	var t0, t1 time.Time
 	timeout := time.After(cfg.Warmup + cfg.Duration + 3*time.Minute)
 loop:
@@ -501,11 +576,19 @@ loop:
 				break loop
 			}
 			switch ev.Kind {
+			case "ready":
+				setup, _ = cpuSeconds(srv.pid)
 			case "measure-start":
 				s0, _ = cpuSeconds(srv.pid)
 				r0, w0 = ioCalls(srv.pid)
 				t0 = time.Now()
+				if srv.profileWindow {
+					srv.send("profile start")
+				}
 			case "measure-end":
+				if srv.profileWindow {
+					srv.send("profile stop")
+				}
 				s1, _ = cpuSeconds(srv.pid)
 				r1, w1 = ioCalls(srv.pid)
 				t1 = time.Now()
@@ -522,7 +605,7 @@ loop:
 	if t1.IsZero() {
 		return window{}, res, fmt.Errorf("the run did not finish: %+v", res)
 	}
-	return window{serverCPU: s1 - s0, loadCPU: res.CPU, wall: t1.Sub(t0).Seconds(), reads: r1 - r0, writes: w1 - w0}, res, nil
+	return window{serverCPU: s1 - s0, loadCPU: res.CPU, wall: t1.Sub(t0).Seconds(), reads: r1 - r0, writes: w1 - w0, setupCPU: setup}, res, nil
 }
 
 func (r *runner) settleMin() time.Duration {
@@ -660,17 +743,47 @@ func (r *runner) idleScenario(scenario, lib string, round int, variant string) [
 // broadcast runs the fan-out scenario for one library.
 func (r *runner) broadcast(lib string, round, window int) []report.Record {
 	rec := report.Record{Scenario: report.Broadcast, Lib: lib, Round: round, Conns: r.opt.BroadcastSubs, Payload: r.opt.BroadcastPayload, Window: window}
+	cfg := loadgen.Config{Proto: proto(lib), Mode: loadgen.ModeBroadcast, Conns: r.opt.BroadcastSubs,
+		Payload: r.opt.BroadcastPayload, Window: window, Warmup: r.opt.Warmup, Duration: r.opt.Duration}
+	return r.broadcastRun(rec, cfg, "-mode", "broadcast")
+}
+
+// hubBroadcast runs the hub-broadcast scenario for one of its servers: the
+// broadcast scenario with JSON text messages carrying their send time, and
+// for the hub the protocol's connect and subscribe before the run.
+func (r *runner) hubBroadcast(tg hubTarget, round, window int) []report.Record {
+	rec := report.Record{Scenario: report.HubBroadcast, Lib: tg.lib, Variant: tg.variant, Round: round,
+		Conns: r.opt.BroadcastSubs, Payload: r.opt.BroadcastPayload, Window: window}
+	cfg := loadgen.Config{Proto: "ws", Mode: loadgen.ModeBroadcast, Conns: r.opt.BroadcastSubs, JSON: true,
+		Payload: r.opt.BroadcastPayload, Window: window, Warmup: r.opt.Warmup, Duration: r.opt.Duration}
+	if tg.lib == report.Hub {
+		cfg.HubRoom = hubRoom
+	}
+	return r.broadcastRun(rec, cfg, hubArgs(tg)...)
+}
+
+func hubArgs(tg hubTarget) []string {
+	args := []string{"-mode", "broadcast"}
+	if tg.variant != "" {
+		args = append(args, "-variant", tg.variant)
+	}
+	return args
+}
+
+// broadcastRun measures one broadcast cell: rec says which, cfg is the load
+// (its address filled in here), args the server's.
+func (r *runner) broadcastRun(rec report.Record, cfg loadgen.Config, args ...string) []report.Record {
+	lib := rec.Lib
 	if !r.usable(lib, &rec, false) {
 		return []report.Record{rec}
 	}
-	srv, err := startServer(r.bin[lib], r.opt.ServerCPU, "-mode", "broadcast")
+	srv, err := startServer(r.bin[lib], r.opt.ServerCPU, args...)
 	if err != nil {
 		rec.Err = err.Error()
 		return []report.Record{rec}
 	}
 	defer srv.stop()
-	cfg := loadgen.Config{Addr: srv.addr, Proto: proto(lib), Mode: loadgen.ModeBroadcast, Conns: r.opt.BroadcastSubs,
-		Payload: r.opt.BroadcastPayload, Window: window, Warmup: r.opt.Warmup, Duration: r.opt.Duration}
+	cfg.Addr = srv.addr
 	m, res, err := r.measure(srv, cfg)
 	if err != nil {
 		rec.Err = err.Error()
@@ -681,13 +794,20 @@ func (r *runner) broadcast(lib string, round, window int) []report.Record {
 		return []report.Record{rec}
 	}
 	rec.DeliveriesPerSec = float64(res.Deliveries) / res.Seconds
+	rec.ReplyBytes = float64(res.Bytes) / float64(res.Deliveries)
+	rec.SetupCPU = m.setupCPU
 	rec.P50, rec.P99, rec.P999 = res.P50, res.P99, res.P999
 	rec.CPUPerMsg = m.serverCPU / float64(res.Deliveries) * 1e6
 	rec.ServerBusy, rec.LoadBusy = m.serverCPU/m.wall, m.loadCPU/m.wall
 	rec.ReadsPerMsg, rec.WritesPerMsg = m.reads/float64(res.Deliveries), m.writes/float64(res.Deliveries)
 	rec.Lost = res.Lost
-	if res.Failed > 0 || res.Errors > 0 {
+	switch {
+	case res.Failed > 0 || res.Errors > 0:
 		rec.Err = fmt.Sprintf("%d connections failed, %d lost", res.Failed, res.Errors)
+	case res.VerifyErr != "":
+		rec.Err = "verify: " + res.VerifyErr
+	case cfg.HubRoom != "" && res.Subscribed < cfg.Conns:
+		rec.Err = fmt.Sprintf("only %d of %d subscribed", res.Subscribed, cfg.Conns)
 	}
 	return []report.Record{rec}
 }
@@ -706,10 +826,31 @@ func (r *runner) profile(lib string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	type run struct {
-		name string
-		args []string
-		cfg  loadgen.Config
+	type run = profileRun
+	if lib == report.Hub {
+		// The hub under the hub-broadcast load, and the raw loop beside it,
+		// at each window; the measured window only, as the hub's subscribe
+		// phase would otherwise weigh in.
+		var runs []run
+		for _, win := range r.opt.Windows {
+			for _, tg := range r.hubTargets() {
+				name := "hub"
+				switch {
+				case tg.variant == "prepared":
+					name = "duplex-prepared-hub"
+				case tg.lib != report.Hub:
+					continue
+				}
+				cfg := loadgen.Config{Mode: loadgen.ModeBroadcast, Conns: r.opt.BroadcastSubs, JSON: true,
+					Payload: r.opt.BroadcastPayload, Window: win}
+				if tg.lib == report.Hub {
+					cfg.HubRoom = hubRoom
+				}
+				runs = append(runs, run{lib: tg.lib, name: fmt.Sprintf("%s-broadcast-%d-w%d", name, r.opt.BroadcastSubs, win),
+					args: hubArgs(tg), cfg: cfg, window: true})
+			}
+		}
+		return r.profileRuns(dir, runs)
 	}
 	conns := r.opt.EchoConns[len(r.opt.EchoConns)-1]
 	payloads := []int{r.opt.Payloads[0], r.opt.Payloads[len(r.opt.Payloads)-1]}
@@ -717,23 +858,49 @@ func (r *runner) profile(lib string) error {
 	compact := func(n int) string { return strings.ReplaceAll(size(n), " ", "") }
 	var runs []run
 	for _, p := range payloads {
-		runs = append(runs, run{fmt.Sprintf("%s-echo-c%d-%s", lib, conns, compact(p)), []string{"-mode", "echo"},
-			loadgen.Config{Mode: loadgen.ModeEcho, Conns: conns, Payload: p, Depth: r.opt.Depth}})
+		runs = append(runs, run{name: fmt.Sprintf("%s-echo-c%d-%s", lib, conns, compact(p)), args: []string{"-mode", "echo"},
+			cfg: loadgen.Config{Mode: loadgen.ModeEcho, Conns: conns, Payload: p, Depth: r.opt.Depth}})
 	}
 	if l.Compression {
 		p := r.opt.DeflatePayloads[len(r.opt.DeflatePayloads)-1]
-		runs = append(runs, run{fmt.Sprintf("%s-deflate-c%d-%s", lib, r.opt.DeflateConns, compact(p)), []string{"-mode", "echo", "-compress"},
-			loadgen.Config{Mode: loadgen.ModeEcho, Conns: r.opt.DeflateConns, Payload: p, Depth: r.opt.Depth, Compress: true}})
+		runs = append(runs, run{name: fmt.Sprintf("%s-deflate-c%d-%s", lib, r.opt.DeflateConns, compact(p)), args: []string{"-mode", "echo", "-compress"},
+			cfg: loadgen.Config{Mode: loadgen.ModeEcho, Conns: r.opt.DeflateConns, Payload: p, Depth: r.opt.Depth, Compress: true}})
 	}
-	runs = append(runs, run{fmt.Sprintf("%s-broadcast-%d-w1", lib, r.opt.BroadcastSubs), []string{"-mode", "broadcast"},
-		loadgen.Config{Mode: loadgen.ModeBroadcast, Conns: r.opt.BroadcastSubs, Payload: r.opt.BroadcastPayload, Window: 1}})
+	runs = append(runs, run{name: fmt.Sprintf("%s-broadcast-%d-w1", lib, r.opt.BroadcastSubs), args: []string{"-mode", "broadcast"},
+		cfg: loadgen.Config{Mode: loadgen.ModeBroadcast, Conns: r.opt.BroadcastSubs, Payload: r.opt.BroadcastPayload, Window: 1}})
+	for i := range runs {
+		runs[i].lib = lib
+	}
+	return r.profileRuns(dir, runs)
+}
+
+// profileRun is one profiled run: the server's library and arguments, the
+// load, and the name of its files.
+type profileRun struct {
+	lib    string
+	name   string
+	args   []string
+	cfg    loadgen.Config
+	window bool // profile the measured window only, not the connect phase
+}
+
+// profileRuns runs each server with its CPU profile on under its load for
+// three measured windows and keeps its top functions, flat and cumulative,
+// in dir/<name>.top.txt.
+func (r *runner) profileRuns(dir string, runs []profileRun) error {
 	for _, x := range runs {
+		lib := x.lib
 		prof, _ := filepath.Abs(filepath.Join(dir, x.name+".pprof"))
 		fmt.Fprintf(r.opt.Log, "profiling %s...\n", x.name)
-		srv, err := startServer(r.bin[lib], r.opt.ServerCPU, append(x.args, "-cpuprofile", prof)...)
+		args := append(append([]string{}, x.args...), "-cpuprofile", prof)
+		if x.window {
+			args = append(args, "-profile-window")
+		}
+		srv, err := startServer(r.bin[lib], r.opt.ServerCPU, args...)
 		if err != nil {
 			return err
 		}
+		srv.profileWindow = x.window
 		cfg := x.cfg
 		cfg.Addr, cfg.Proto, cfg.Warmup, cfg.Duration = srv.addr, proto(lib), r.opt.Warmup, 3*r.opt.Duration
 		_, _, err = r.measure(srv, cfg)

@@ -108,7 +108,12 @@ type server struct {
 	stderr *tail
 	addr   string
 	pid    int
+
+	profileWindow bool // started with -profile-window: told when the measured window starts and ends
 }
+
+// send writes one control line to the server ("profile start", "profile stop").
+func (s *server) send(line string) { _, _ = io.WriteString(s.stdin, line+"\n") }
 
 // startServer starts a server binary pinned to cpu with GOMAXPROCS=1 and
 // waits for its LISTEN line.
@@ -191,6 +196,7 @@ func LoadArgs(c loadgen.Config) []string {
 		"-warmup", c.Warmup.String(), "-duration", c.Duration.String(),
 		"-per-ip", strconv.Itoa(c.PerIP), "-verify=" + strconv.FormatBool(c.Verify),
 		"-chat", strconv.Itoa(c.Chat),
+		"-json=" + strconv.FormatBool(c.JSON), "-hub-room", c.HubRoom, "-pub-path", c.PubPath,
 	}
 }
 

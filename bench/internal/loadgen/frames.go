@@ -44,6 +44,13 @@ func ClientFrame(payload []byte, rsv1 bool) []byte {
 	if rsv1 {
 		b0 |= 0x40
 	}
+	return clientFrame(b0, payload)
+}
+
+// ClientText builds a masked client frame (FIN, text) carrying payload.
+func ClientText(payload []byte) []byte { return clientFrame(0x80|0x1, payload) }
+
+func clientFrame(b0 byte, payload []byte) []byte {
 	f := []byte{b0}
 	n := len(payload)
 	switch {

@@ -19,16 +19,26 @@
 //   - broadcast: connection 0 publishes, every connection (the publisher too)
 //     is a subscriber; at most Window messages are in flight, a message
 //     retires when every subscriber has it, and each delivery's lag from the
-//     publish time is recorded.
+//     publish time is recorded. With JSON the messages are text, a JSON
+//     string that ends in the sequence number and the send time, and the lag
+//     is the receive time minus the embedded send time, wherever the string
+//     sits in what the server delivers (the hub wraps it in its pub push).
+//     With HubRoom the server is a hub (package hub): every connection but
+//     the publisher sends the protocol's connect and subscribe commands once
+//     open and the run starts when every subscribe has been answered; the
+//     publisher opens PubPath instead and is no subscriber.
 package loadgen
 
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -59,11 +69,14 @@ type Config struct {
 	MaxDialing int           // connections being opened at once; default 256
 	Verify     bool          // check every connection's first echo byte for byte
 	Chat       int           // idle: messages (~200 B of chat-like JSON, different each) each connection sends once open, before going idle
+	JSON       bool          // broadcast: text messages, a JSON string of Payload bytes (at least 40) ending in the hex sequence number and send time in ns
+	HubRoom    string        // broadcast through a hub: subscribers connect and subscribe to this room (hub wire protocol) before the run; implies JSON
+	PubPath    string        // HubRoom: the publisher's path, a plain WebSocket whose messages the server publishes to the room given as ?room=; default "/pub"
 }
 
 // Event tells the driver where a run is.
 type Event struct {
-	Kind string // "connected", "measure-start", "measure-end"
+	Kind string // "connected", "ready" (broadcast: subscribers seated), "measure-start", "measure-end"
 	N    int    // connected: the number of open connections
 }
 
@@ -89,6 +102,7 @@ type Result struct {
 	Max        float64 `json:"max_us"`           //
 	CPU        float64 `json:"cpu_seconds"`      // the generator's own CPU time in the measured time
 	Total      int64   `json:"total"`            // echo messages or deliveries, warm-up included; idle: chat echoes
+	Subscribed int     `json:"subscribed"`       // HubRoom: subscriptions the hub confirmed before the run
 	VerifyErr  string  `json:"verify,omitempty"` // first verification failure
 }
 
@@ -116,8 +130,13 @@ type conn struct {
 	rsv1      bool
 	op        byte
 	remain    int64
-	seen      int64 // payload bytes of the current frame seen so far
-	capture   [8]byte
+	seen      int64    // payload bytes of the current frame seen so far
+	head      [16]byte // the first bytes of the current frame's payload (broadcast)
+	tail      [40]byte // the last bytes of the current message (JSON broadcast)
+
+	// HubRoom: connect and subscribe are sent, their replies not all read
+	subscribing bool
+	replies     int
 
 	// verification of the first message
 	checked bool
@@ -154,6 +173,8 @@ type gen struct {
 	evs   []unix.EpollEvent
 
 	request  []byte   // handshake request
+	pubReq   []byte   // HubRoom: the publisher's handshake request
+	subCmds  []byte   // HubRoom: the connect and subscribe commands, framed
 	expected []byte   // payload as the server should echo it (uncompressed)
 	frame    []byte   // the (first) message's frame
 	payloads [][]byte // echo: the distinct payloads sent in turn
@@ -182,6 +203,7 @@ type gen struct {
 	pubOut      []byte
 	pubTemplate []byte
 	pubHdr      int
+	pubStamp    int // JSON: where in the payload the 32 hex digits of sequence number and send time start
 	seq         uint64
 	slots       [64]slot
 	outstanding int
@@ -189,6 +211,8 @@ type gen struct {
 	published   int64
 	deliveries  int64
 	lost        int64
+	subscribing int // HubRoom: subscribers waiting for their subscribe reply
+	subscribed  int
 }
 
 func (g *gen) now() int64 { return int64(time.Since(g.base)) }
@@ -214,6 +238,12 @@ func Run(cfg Config, ctl <-chan Command, events func(Event)) (Result, error) {
 	}
 	if cfg.MaxDialing <= 0 {
 		cfg.MaxDialing = 256
+	}
+	if cfg.HubRoom != "" {
+		cfg.JSON = true
+		if cfg.PubPath == "" {
+			cfg.PubPath = "/pub"
+		}
 	}
 	if events == nil {
 		events = func(Event) {}
@@ -256,11 +286,21 @@ func Run(cfg Config, ctl <-chan Command, events func(Event)) (Result, error) {
 		}
 	case ModeEcho, ModeBroadcast:
 		if cfg.Mode == ModeBroadcast {
+			if cfg.HubRoom != "" {
+				if err := g.waitSubscribed(); err != nil {
+					return res, err
+				}
+				res.Subscribed = g.subscribed
+			}
 			if err := g.pollFor(300 * time.Millisecond); err != nil { // let the server seat every subscriber
 				return res, err
 			}
+			events(Event{Kind: "ready"})
 			g.pub = g.conns[0]
 			g.expect = g.open
+			if cfg.HubRoom != "" {
+				g.expect = g.subscribed
+			}
 		}
 		if err := g.load(events); err != nil {
 			return res, err
@@ -318,13 +358,26 @@ func (g *gen) setup() error {
 	if g.cfg.Compress {
 		req += "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n"
 	}
+	if g.cfg.HubRoom != "" {
+		pub := strings.Replace(req, "GET "+g.cfg.Path+" ", "GET "+g.cfg.PubPath+"?room="+url.QueryEscape(g.cfg.HubRoom)+" ", 1)
+		g.pubReq = []byte(pub + "\r\n")
+		req += "Sec-WebSocket-Protocol: duplex.v1.json\r\n"
+		room, _ := json.Marshal(g.cfg.HubRoom)
+		g.subCmds = append(ClientText([]byte(`{"id":1,"op":"connect"}`)),
+			ClientText([]byte(`{"id":2,"op":"subscribe","room":`+string(room)+`}`))...)
+	}
 	g.request = []byte(req + "\r\n")
 
 	size := g.cfg.Payload
 	if g.cfg.Mode == ModeBroadcast && size < 16 {
 		size = 16
 	}
-	g.expected = Payload(size)
+	if g.cfg.Mode == ModeBroadcast && g.cfg.JSON {
+		size = max(size, 40)
+		g.expected, g.pubStamp = stampTemplate(size)
+	} else {
+		g.expected = Payload(size)
+	}
 	switch {
 	case !g.ws:
 		g.frame = TCPFrame(g.expected)
@@ -347,6 +400,12 @@ func (g *gen) setup() error {
 		}
 	}
 	if g.cfg.Mode == ModeBroadcast {
+		if g.cfg.JSON {
+			if !g.ws {
+				return errors.New("loadgen: JSON broadcast is over WebSocket")
+			}
+			g.frame = ClientText(g.expected)
+		}
 		g.pubTemplate = g.frame
 		if g.ws {
 			g.pubHdr = len(g.frame) - len(g.expected)
@@ -459,8 +518,15 @@ func (g *gen) lose(c *conn) {
 	c.state = stClosed
 	g.open--
 	g.errors++
+	if c.subscribing {
+		c.subscribing = false
+		g.subscribing--
+	}
 	if c == g.pub {
 		g.pub = nil
+		if g.cfg.HubRoom != "" {
+			return // no subscriber
+		}
 	}
 	if g.expect > 0 {
 		g.expect--
@@ -484,11 +550,34 @@ func (g *gen) opened(c *conn) {
 	if g.running && g.cfg.Mode == ModeEcho {
 		g.queue(c, g.cfg.Depth)
 	}
+	if g.subCmds != nil && c.idx != 0 { // a hub subscriber: connect and subscribe at once
+		if n, err := unix.Write(c.fd, g.subCmds); err != nil || n != len(g.subCmds) {
+			g.lose(c)
+			return
+		}
+		c.subscribing, c.replies = true, 0
+		g.subscribing++
+	}
 	if len(g.chat) > 0 { // a fresh socket takes a few hundred bytes; the echoes wait in the kernel
 		if n, err := unix.Write(c.fd, g.chat); err != nil || n != len(g.chat) {
 			g.lose(c)
 		}
 	}
+}
+
+// waitSubscribed serves the connections until every hub subscriber has its
+// subscribe reply (or was lost).
+func (g *gen) waitSubscribed() error {
+	deadline := time.Now().Add(30*time.Second + time.Duration(g.subscribing)*time.Millisecond)
+	for g.subscribing > 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("loadgen: subscribe timeout with %d subscribed, %d waiting", g.subscribed, g.subscribing)
+		}
+		if err := g.poll(20); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // pollFor keeps serving the connections for d without sending.
@@ -596,7 +685,11 @@ func (g *gen) connected(c *conn) {
 		g.opened(c)
 		return
 	}
-	if n, err := unix.Write(c.fd, g.request); err != nil || n != len(g.request) {
+	req := g.request
+	if g.pubReq != nil && c.idx == 0 {
+		req = g.pubReq
+	}
+	if n, err := unix.Write(c.fd, req); err != nil || n != len(req) {
 		g.fail(c)
 		return
 	}
@@ -742,8 +835,13 @@ func (g *gen) parse(c *conn, b []byte, now int64) int {
 			n = c.remain
 		}
 		p := b[:n]
-		if c.seen < 8 && g.cfg.Mode == ModeBroadcast {
-			copy(c.capture[c.seen:], p)
+		if g.cfg.Mode == ModeBroadcast {
+			if c.seen < int64(len(c.head)) {
+				copy(c.head[c.seen:], p)
+			}
+			if g.cfg.JSON {
+				c.keepTail(p)
+			}
 		}
 		if !c.checked && c.op != 0x8 && c.op != 0x9 && c.op != 0xA && g.cfg.Verify {
 			c.vbuf = append(c.vbuf, p...)
@@ -795,7 +893,19 @@ func (g *gen) frameDone(c *conn, now int64) int {
 		}
 		return 1
 	case ModeBroadcast:
-		g.delivered(binary.LittleEndian.Uint64(c.capture[:]), now, c.seen)
+		switch {
+		case c.subscribing:
+			g.subscribeReply(c)
+		case g.cfg.JSON:
+			seq, sent, ok := stamp(c.tail[:])
+			if !ok || c.msgBytes < int64(len(c.tail)) {
+				g.setVerifyErr(fmt.Sprintf("a delivery without a stamp at its end: %q", c.tail[:]))
+				return 0
+			}
+			g.delivered(seq, now, sent, c.msgBytes)
+		default:
+			g.delivered(binary.LittleEndian.Uint64(c.head[:8]), now, -1, c.seen)
+		}
 	case ModeIdle:
 		g.total++ // an echo of a chat message
 	}
@@ -945,6 +1055,16 @@ func (g *gen) publish(now int64) {
 		}
 		start := len(g.pubOut)
 		g.pubOut = append(g.pubOut, g.pubTemplate...)
+		if g.cfg.JSON {
+			var sb [32]byte
+			putHex(sb[:16], g.seq)
+			putHex(sb[16:], uint64(now))
+			for i, b := range sb {
+				j := g.pubStamp + i // index in the payload
+				g.pubOut[start+g.pubHdr+j] = b ^ maskKey[j&3]
+			}
+			continue
+		}
 		var sb [8]byte
 		binary.LittleEndian.PutUint64(sb[:], g.seq)
 		for i := 0; i < 8; i++ {
@@ -981,15 +1101,20 @@ func (g *gen) flushPub() {
 	g.wantOut(c, false)
 }
 
-func (g *gen) delivered(seq uint64, now int64, size int64) {
+// delivered counts one delivery of message seq; sent is the send time the
+// message carried (JSON), or -1 to take the publisher's record of it.
+func (g *gen) delivered(seq uint64, now, sent int64, size int64) {
 	s := &g.slots[seq%uint64(len(g.slots))]
 	if !s.live || s.seq != seq {
 		return // retired already (by timeout)
 	}
+	if sent < 0 {
+		sent = s.sentAt
+	}
 	s.got++
 	g.total++
 	if g.measuring {
-		g.hist.record(now - s.sentAt)
+		g.hist.record(now - sent)
 		g.deliveries++
 		g.bytes += size
 	}
@@ -1022,4 +1147,86 @@ func selfCPU() float64 {
 		return 0
 	}
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// subscribeReply reads the replies to a hub subscriber's connect (id 1) and
+// subscribe (id 2); the subscriber counts once the second is a result.
+func (g *gen) subscribeReply(c *conn) {
+	c.replies++
+	want := fmt.Sprintf(`{"id":%d,"result"`, c.replies)
+	if !bytes.HasPrefix(c.head[:], []byte(want)) {
+		g.setVerifyErr(fmt.Sprintf("hub reply %d: %q", c.replies, c.head[:]))
+		g.lose(c)
+		return
+	}
+	if c.replies == 2 {
+		c.subscribing = false
+		g.subscribing--
+		g.subscribed++
+	}
+}
+
+// keepTail keeps the last bytes of the message being read.
+func (c *conn) keepTail(p []byte) {
+	if len(p) >= len(c.tail) {
+		copy(c.tail[:], p[len(p)-len(c.tail):])
+		return
+	}
+	copy(c.tail[:], c.tail[len(p):])
+	copy(c.tail[len(c.tail)-len(p):], p)
+}
+
+// stampTemplate is a JSON string of size bytes (at least 40) that ends in
+// 32 hex digits and its closing quote, and where those digits start.
+func stampTemplate(size int) ([]byte, int) {
+	b := make([]byte, size)
+	b[0], b[size-1] = '"', '"'
+	for i := 1; i < size-33; i++ {
+		b[i] = 'a' + byte(i%26)
+	}
+	for i := size - 33; i < size-1; i++ {
+		b[i] = '0'
+	}
+	return b, size - 33
+}
+
+// stamp reads the sequence number and send time from the end of a JSON
+// delivery: the stamped string, optionally followed by the '}' of an
+// envelope around it (the hub's pub push ends with its data).
+func stamp(tail []byte) (seq uint64, sent int64, ok bool) {
+	t := tail
+	if t[len(t)-1] == '}' {
+		t = t[:len(t)-1]
+	}
+	if len(t) < 33 || t[len(t)-1] != '"' {
+		return 0, 0, false
+	}
+	h := t[len(t)-33 : len(t)-1]
+	seq, ok1 := getHex(h[:16])
+	ts, ok2 := getHex(h[16:])
+	return seq, int64(ts), ok1 && ok2
+}
+
+const hexDigits = "0123456789abcdef"
+
+func putHex(b []byte, v uint64) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = hexDigits[v&15]
+		v >>= 4
+	}
+}
+
+func getHex(b []byte) (uint64, bool) {
+	var v uint64
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | uint64(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | uint64(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return v, true
 }

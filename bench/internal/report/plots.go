@@ -20,6 +20,7 @@ var palette = map[string]color.RGBA{
 	"gobwas":  {0x94, 0x67, 0xbd, 0xff},
 	"nbio":    {0x8c, 0x56, 0x4b, 0xff},
 	"tcp":     {0x7f, 0x7f, 0x7f, 0xff},
+	"hub":     {0x17, 0xa5, 0xb5, 0xff},
 }
 
 func colorOf(lib string) color.Color {
@@ -74,7 +75,98 @@ func (a *agg) plots(dir string) (map[string]string, error) {
 			}
 		}
 	}
+	if cs := a.cells(HubBroadcast); len(cs) > 0 {
+		subs := cs[0][0]
+		for _, x := range []struct {
+			name, title, ylabel string
+			f                   func(Record) float64
+		}{
+			{"hub-broadcast", fmt.Sprintf("Broadcast to %d subscribers through the hub: deliveries/s", subs), "deliveries/s (higher is better)", deliveries},
+			{"hub-broadcast-lag", fmt.Sprintf("Broadcast to %d subscribers through the hub: delivery lag p50 and p99", subs), "ms (lower is better)", nil},
+		} {
+			if p, ok := a.hubPlot(subs, x.title, x.ylabel, x.f); ok {
+				if err := save(x.name, p, 7*vg.Inch); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	return out, nil
+}
+
+// hubPlot is a bar chart of the hub-broadcast scenario: one group per
+// window, one bar per server, f's medians; with f nil, the lag: p99 as the
+// bar and p50 as a darker bar inside it.
+func (a *agg) hubPlot(subs int, title, ylabel string, f func(Record) float64) (*plot.Plot, bool) {
+	var keys []int
+	for _, c := range a.cells(HubBroadcast) {
+		if c[0] == subs {
+			keys = append(keys, c[1])
+		}
+	}
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = ylabel
+	p.Legend.Top = true
+	w := vg.Points(22)
+	any := false
+	top := 0.0
+	for i, tg := range hubTargets {
+		value := func(f func(Record) float64, scale float64) (plotter.Values, bool) {
+			vals := make(plotter.Values, len(keys))
+			got := false
+			for j, k := range keys {
+				if s := a.stat(HubBroadcast, subs, k, tg.lib, f); s.ok() {
+					vals[j] = s.med * scale
+					top = max(top, vals[j])
+					got = true
+				}
+			}
+			return vals, got
+		}
+		offset := vg.Length(float64(i)-float64(len(hubTargets)-1)/2) * w
+		main, scale := f, 1.0
+		if f == nil {
+			main, scale = p99, 1e-3
+		}
+		vals, got := value(main, scale)
+		if !got {
+			continue
+		}
+		any = true
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return nil, false
+		}
+		bars.Color = colorOf(tg.lib)
+		bars.LineStyle.Width = 0
+		bars.Offset = offset
+		p.Add(bars)
+		p.Legend.Add(tg.label, bars)
+		if f == nil { // p50 inside the p99 bar
+			v50, _ := value(p50, 1e-3)
+			inner, err := plotter.NewBarChart(v50, w/2)
+			if err != nil {
+				return nil, false
+			}
+			inner.Color = color.RGBA{0, 0, 0, 0x80}
+			inner.LineStyle.Width = 0
+			inner.Offset = offset
+			p.Add(inner)
+			if i == len(hubTargets)-1 {
+				p.Legend.Add("p50 (inner bar)", inner)
+			}
+		}
+	}
+	labels := make([]string, len(keys))
+	for j, k := range keys {
+		labels[j] = fmt.Sprintf("%s, W=%d", Size(k/1000), k%1000)
+	}
+	p.NominalX(labels...)
+	p.X.Min, p.X.Max = -0.6, float64(len(keys))-0.4
+	p.Y.Min, p.Y.Max = 0, top*1.35 // room for the legend
+	p.Add(plotter.NewGrid())
+	return p, any
 }
 
 // grouped is a bar chart: one group per payload, one bar per library. With

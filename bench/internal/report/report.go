@@ -48,7 +48,7 @@ type cellKey struct {
 }
 
 func payloadKey(r Record) int {
-	if r.Scenario == Broadcast {
+	if r.Scenario == Broadcast || r.Scenario == HubBroadcast {
 		return r.Payload*1000 + r.Window
 	}
 	return r.Payload
@@ -64,7 +64,9 @@ type agg struct {
 func newAgg(res *Results) *agg {
 	a := &agg{res: res, recs: map[cellKey][]Record{}}
 	for _, l := range res.Libs {
-		a.libs = append(a.libs, l.Name)
+		if l.Name != Hub { // only in its own section
+			a.libs = append(a.libs, l.Name)
+		}
 	}
 	for _, r := range res.Records {
 		k := cellKey{r.Scenario, r.Conns, payloadKey(r), r.Lib}
@@ -580,6 +582,8 @@ func (a *agg) markdown(plots map[string]string) string {
 		}
 	}
 
+	a.hubBroadcast(&b, plots)
+
 	if cs := a.conns(Deflate); len(cs) > 0 {
 		w("## 4. Echo with permessage-deflate\n\n")
 		w("The client sends 64 different chat-like JSON messages in turn (the same one every time would let a server that keeps context reply with a back-reference), as binary messages, each deflated on its own (it offers client_no_context_takeover); every server compresses its replies with its own defaults (duplex: CompressionOptions{Binary: true}, as it compresses only text by default; gobwas: wsflate at BestSpeed, no context takeover). n/a: the library does not support compression.\n\n")
@@ -668,6 +672,9 @@ func (a *agg) summary(b *strings.Builder) {
 	}
 	for _, c := range a.cells(Deflate) {
 		add(Deflate, c, "msgs/s", msgsPerSec, true, num)
+	}
+	if len(t.rows) == 0 { // a run of other scenarios (hub-broadcast)
+		return
 	}
 	fmt.Fprintf(b, "## Duplex against the field\n\nFor msgs/s and deliveries/s a ratio below 1 means Duplex is behind; for CPU, latency and memory a ratio above 1 means Duplex is behind.\n\n%s\n", t)
 	if len(behind) > 0 {
@@ -784,4 +791,85 @@ func (a *agg) idleVariant(b *strings.Builder) {
 		t.rows = append(t.rows, []string{fmt.Sprint(c[0]), cell(open, kib, true), cell(acc, kib, true), r})
 	}
 	fmt.Fprintf(b, "### Duplex: Open against Accept + go\n\nOpen runs the handler inside net/http's goroutine, which keeps that goroutine and its buffers (bufio reader and writer, the request, its contexts) for the connection's life; Accept followed by `go serve(c)` lets them go when the HTTP handler returns. Same echo loop, same server otherwise:\n\n%s\n", t)
+}
+
+// hubTargets are the servers of the hub-broadcast scenario, in the order of
+// its tables: the hub, the raw prepared-message loop it is built on (records
+// of lib "duplex", variant "prepared"), and gws's Broadcaster.
+var hubTargets = []struct{ lib, label string }{
+	{Hub, "hub"},
+	{Ours, "duplex prepared loop"},
+	{"gws", "gws Broadcaster"},
+}
+
+// hubRaw is the hub-broadcast scenario's baseline: the raw loop.
+const hubRaw = Ours
+
+// hubBroadcast renders the hub-broadcast scenario: per window, each
+// target's deliveries/s, delivery lag and server CPU per delivery, with
+// ratios to the raw prepared-message loop.
+func (a *agg) hubBroadcast(b *strings.Builder, plots map[string]string) {
+	cs := a.cells(HubBroadcast)
+	if len(cs) == 0 {
+		return
+	}
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("## Broadcast through the hub (hub-broadcast)\n\n")
+	w("One room, every subscriber a connection of the load generator. The publisher keeps W messages in flight, a message retires when every subscriber has it. ")
+	w("Each message is JSON text: a string whose end holds its sequence number and the publisher's send time in nanoseconds; the load generator reads both from the end of each delivery, and the lag is its receive time minus that send time. ")
+	w("**hub**: package hub with default Options and its memory broker; each subscriber sends `connect` and `subscribe` over the hub's protocol and the run starts once every subscribe is answered; ")
+	w("the publisher is a plain WebSocket on the server's /pub endpoint, each of its messages handed to `Hub.Publish` (history, position, the `pub` push encoded once and framed once as a PreparedMessage, queued on every subscriber's bounded queue, written by the session's writer goroutine); it is no subscriber. ")
+	w("**duplex prepared loop**: Duplex without the hub (servers/duplex -variant prepared): the publisher's goroutine calls NewPreparedMessage once per message and WritePrepared on every connection in turn. ")
+	w("**gws Broadcaster**: gws's broadcast mode (NewBroadcaster once per message, Broadcast to each connection). ")
+	w("In both of these every connection, the publisher too, is a subscriber and gets the message as sent; the hub's subscribers get it inside its pub push (room, offset, epoch, time), about 100 bytes more. ")
+	w("Setup CPU is the server's CPU time from its start until every subscriber was seated (hub: connected and subscribed), outside the measured window.\n\n")
+	for _, c := range cs {
+		w("### %d subscribers, %s messages, W = %d\n\n", c[0], Size(c[1]/1000), c[1]%1000)
+		raw := a.stat(HubBroadcast, c[0], c[1], hubRaw, deliveries)
+		rawCPU := a.stat(HubBroadcast, c[0], c[1], hubRaw, cpuPerMsg)
+		t := &table{head: []string{"server", "deliveries/s", "÷ raw loop", "lag p50", "lag p99", "lag p99.9", "server CPU µs/delivery", "÷ raw loop", "bytes/delivery", "write syscalls/delivery", "server busy", "setup CPU", "lost"}}
+		for _, tg := range hubTargets {
+			st := a.stat(HubBroadcast, c[0], c[1], tg.lib, deliveries)
+			if !st.ok() {
+				if st.err != "" || st.na {
+					t.rows = append(t.rows, []string{tg.label, cell(st, num, false), "", "", "", "", "", "", "", "", "", "", ""})
+				}
+				continue
+			}
+			cpu := a.stat(HubBroadcast, c[0], c[1], tg.lib, cpuPerMsg)
+			rr, rc := "–", "–"
+			if raw.ok() {
+				rr = ratio(st.med, raw.med)
+			}
+			if rawCPU.ok() {
+				rc = ratio(cpu.med, rawCPU.med)
+			}
+			var lost int64
+			for _, r := range a.recs[cellKey{HubBroadcast, c[0], c[1], tg.lib}] {
+				lost += r.Lost
+			}
+			t.rows = append(t.rows, []string{tg.label, cell(st, num, true), rr,
+				us(a.stat(HubBroadcast, c[0], c[1], tg.lib, p50).med), us(a.stat(HubBroadcast, c[0], c[1], tg.lib, p99).med),
+				us(a.stat(HubBroadcast, c[0], c[1], tg.lib, p999).med),
+				cell(cpu, func(v float64) string { return fmt.Sprintf("%.2f", v) }, true), rc,
+				fmt.Sprintf("%.0f", a.stat(HubBroadcast, c[0], c[1], tg.lib, func(r Record) float64 { return r.ReplyBytes }).med),
+				fmt.Sprintf("%.2f", a.stat(HubBroadcast, c[0], c[1], tg.lib, writes).med),
+				fmt.Sprintf("%.0f%%", 100*a.stat(HubBroadcast, c[0], c[1], tg.lib, serverBusy).med),
+				fmt.Sprintf("%.2f s", a.stat(HubBroadcast, c[0], c[1], tg.lib, func(r Record) float64 { return r.SetupCPU }).med), fmt.Sprint(lost)})
+		}
+		w("%s\n", t)
+		h := a.stat(HubBroadcast, c[0], c[1], Hub, deliveries)
+		if h.ok() && raw.ok() {
+			lag := func(f func(Record) float64) string {
+				return ratio(a.stat(HubBroadcast, c[0], c[1], Hub, f).med, a.stat(HubBroadcast, c[0], c[1], hubRaw, f).med)
+			}
+			w("The hub against the raw loop: %s the deliveries/s, %s the lag at p50 and %s at p99, %s the server CPU per delivery.\n\n",
+				ratio(h.med, raw.med), lag(p50), lag(p99), lag(cpuPerMsg))
+		}
+	}
+	for _, k := range []string{"hub-broadcast", "hub-broadcast-lag"} {
+		if p, ok := plots[k]; ok {
+			w("![%s](%s)\n\n", k, p)
+		}
+	}
 }

@@ -39,6 +39,19 @@ func synthetic() *Results {
 		}
 	}
 	res.Records = append(res.Records, Record{Scenario: Echo, Lib: "gorilla", Round: 3, Conns: 100, Payload: 64, Err: "server exited"})
+	res.Libs = append(res.Libs, Lib{Name: Hub, Module: "github.com/duplexws/duplex/hub", Built: true})
+	for round := 1; round <= 2; round++ {
+		for _, win := range []int{1, 4} {
+			for lib, v := range map[string]float64{Hub: 50, "duplex": 100, "gws": 80} {
+				r := Record{Scenario: HubBroadcast, Lib: lib, Round: round, Conns: 1000, Payload: 64, Window: win,
+					DeliveriesPerSec: v * 1000 * float64(win), P50: 100000 / v, P99: 200000 / v, P999: 300000 / v, CPUPerMsg: 1000 / v, ReplyBytes: 64}
+				if lib == "duplex" {
+					r.Variant = "prepared"
+				}
+				res.Records = append(res.Records, r)
+			}
+		}
+	}
 	return res
 }
 
@@ -58,12 +71,17 @@ func TestWrite(t *testing.T) {
 		"| 1 KiB | n/a |",
 		"server exited",
 		"![idle memory](idle.png)",
+		"## Broadcast through the hub (hub-broadcast)",
+		"### 1000 subscribers, 64 B messages, W = 4",
+		"| hub | 200.0k (200.0k–200.0k) | 0.50× | 2.00 ms | 4.00 ms | 6.00 ms | 20.00 (20.00–20.00) | 2.00× | 64 | 0.00 | 0% | 0.00 s | 0 |",
+		"The hub against the raw loop: 0.50× the deliveries/s, 2.00× the lag at p50 and 2.00× at p99, 2.00× the server CPU per delivery.",
+		"![hub-broadcast](hub-broadcast.png)",
 	} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("REPORT.md lacks %q", want)
 		}
 	}
-	for _, f := range []string{"echo-c100.png", "cpu-c100.png", "idle.png", "broadcast-w4.png", "deflate.png", "results.json"} {
+	for _, f := range []string{"echo-c100.png", "cpu-c100.png", "idle.png", "broadcast-w4.png", "deflate.png", "results.json", "hub-broadcast.png", "hub-broadcast-lag.png"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}

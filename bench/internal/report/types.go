@@ -18,7 +18,17 @@ const (
 	// (Record.Variant "nocontext": Duplex without context takeover). Not in
 	// the default run; its follow-up is results/followup/deflate-memory.md.
 	DeflateIdle = "deflate-idle"
+	// HubBroadcast is broadcast to one room through package hub (Lib Hub:
+	// subscribers on the hub's protocol, Hub.Publish for each message),
+	// beside the raw prepared-message loop (Lib "duplex", Variant
+	// "prepared") and gws's Broadcaster, with JSON text messages that carry
+	// their send time. Not in the default run.
+	HubBroadcast = "hub-broadcast"
 )
+
+// Hub is the name of the hub server (servers/hub) in the records; it is no
+// WebSocket library, and only the HubBroadcast scenario runs it.
+const Hub = "hub"
 
 // Machine is where the run happened.
 type Machine struct {
@@ -89,6 +99,7 @@ type Record struct {
 
 	// broadcast (latencies in P50/P99/P999 are delivery lags)
 	DeliveriesPerSec float64 `json:"deliveries_per_sec,omitempty"`
+	SetupCPU         float64 `json:"setup_cpu_seconds,omitempty"` // server CPU from its start until every subscriber was seated (hub: subscribed)
 }
 
 // Micro is one microbenchmark result (go test -bench -benchmem).

@@ -57,6 +57,11 @@ func Run(t *testing.T, start srvkit.StartFunc, feat srvkit.Features, proto strin
 			t.Fatalf("%+v", res)
 		}
 	})
+	if proto == "ws" {
+		t.Run("broadcast-json", func(t *testing.T) {
+			Broadcast(t, start, srvkit.Config{}, loadgen.Config{JSON: true})
+		})
+	}
 	t.Run("idle", func(t *testing.T) {
 		addr := serve(t, srvkit.ModeEcho, false)
 		ctl := make(chan loadgen.Command, 2)
@@ -75,4 +80,31 @@ func Run(t *testing.T, start srvkit.StartFunc, feat srvkit.Features, proto strin
 	if feat.Compression {
 		t.Run("deflate", func(t *testing.T) { echo(t, true, 1024, 20000) })
 	}
+}
+
+// Broadcast smoke-tests one broadcast run, text or binary, through the server
+// that start starts in broadcast mode with srv's Variant, with the load
+// generator configured as lc (its address, mode, counts and duration are
+// filled in): 8 subscribers (and the publisher), every message delivered to
+// each, with a lag that the embedded send time gives when lc.JSON.
+func Broadcast(t *testing.T, start srvkit.StartFunc, srv srvkit.Config, lc loadgen.Config) loadgen.Result {
+	t.Helper()
+	srvkit.RaiseFileLimit()
+	srv.Addr, srv.Mode, srv.ReadLimit = "127.0.0.1:0", srvkit.ModeBroadcast, 1<<20
+	s, err := start(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	lc.Addr, lc.Proto, lc.Mode, lc.Conns, lc.Payload = s.Addr, "ws", loadgen.ModeBroadcast, 8, 64
+	lc.Duration = 150 * time.Millisecond
+	res, err := loadgen.Run(lc, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.VerifyErr != "" || res.Failed > 0 || res.Errors > 0 || res.Deliveries < 8 || res.Lost > 0 ||
+		res.P50 <= 0 || res.Max > 1e6 { // a lag over 1 s: a misread send time
+		t.Fatalf("%+v", res)
+	}
+	return res
 }

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 )
 
@@ -51,15 +52,19 @@ type Features struct {
 
 // Main runs a server binary: it parses the flags, starts the server, prints
 // "LISTEN <addr>" on stdout and serves until SIGTERM/SIGINT or until stdin
-// reaches EOF (the harness closes it), then stops it.
+// reaches EOF (the harness closes it), then stops it. With -profile-window
+// the CPU profile covers only the time between the lines "profile start"
+// and "profile stop" on stdin (the harness sends them at the measured
+// window's ends).
 func Main(start StartFunc, feat Features) {
 	cfg := Config{}
 	flag.StringVar(&cfg.Addr, "addr", "127.0.0.1:0", "listen address")
 	flag.StringVar(&cfg.Mode, "mode", ModeEcho, "echo or broadcast")
 	flag.BoolVar(&cfg.Compress, "compress", false, "negotiate permessage-deflate")
 	flag.Int64Var(&cfg.ReadLimit, "read-limit", 1<<20, "largest message accepted, in bytes")
-	flag.StringVar(&cfg.Variant, "variant", "", "server-specific variant, for experiments (duplex: accept, nocontext)")
+	flag.StringVar(&cfg.Variant, "variant", "", "server-specific variant, for experiments (duplex: accept, nocontext, prepared)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	window := flag.Bool("profile-window", false, "with -cpuprofile, profile only from the stdin line \"profile start\" to \"profile stop\"")
 	memprofile := flag.String("memprofile", "", "write a heap profile to this file when stopped")
 	features := flag.Bool("features", false, "print the supported features and exit")
 	flag.Parse()
@@ -78,18 +83,40 @@ func Main(start StartFunc, feat Features) {
 	}
 	RaiseFileLimit()
 
+	var profiling sync.Mutex // serialises starting and stopping the profile
+	profileOn := false
+	startProfile, stopProfile := func() {}, func() {}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+		startProfile = func() {
+			profiling.Lock()
+			defer profiling.Unlock()
+			if profileOn {
+				return
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			profileOn = true
+		}
+		stopProfile = func() {
+			profiling.Lock()
+			defer profiling.Unlock()
+			if profileOn {
+				pprof.StopCPUProfile()
+				profileOn = false
+			}
+		}
+		if !*window {
+			startProfile()
 		}
 		defer func() {
-			pprof.StopCPUProfile()
+			stopProfile()
 			f.Close()
 		}()
 	}
@@ -106,7 +133,16 @@ func Main(start StartFunc, feat Features) {
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() { <-sig; done <- struct{}{} }()
 	go func() {
-		_, _ = io.Copy(io.Discard, bufio.NewReader(os.Stdin))
+		sc := bufio.NewScanner(os.Stdin)
+		for sc.Scan() {
+			switch sc.Text() {
+			case "profile start":
+				startProfile()
+			case "profile stop":
+				stopProfile()
+			}
+		}
+		_, _ = io.Copy(io.Discard, os.Stdin) // a line too long for the scanner
 		done <- struct{}{}
 	}()
 	<-done

@@ -9,6 +9,12 @@
 // replies are compressed whatever their type (Binary: true), as the peers do:
 // the load generator sends binary messages. -variant nocontext adds
 // NoContextTakeover (the deflate-idle scenario's second Duplex column).
+//
+// -variant prepared (broadcast only) is the raw prepared-message loop, the
+// hub-broadcast scenario's baseline for package hub: the publisher's reading
+// goroutine frames each message once with NewPreparedMessage and writes it
+// to every connection in turn with WritePrepared (one write and flush per
+// connection, no queue, no goroutine per subscriber).
 package main
 
 import (
@@ -38,7 +44,14 @@ func start(cfg srvkit.Config) (*srvkit.Server, error) {
 	opts := &websocket.AcceptOptions{Options: websocket.Options{ReadLimit: cfg.ReadLimit, Compression: compression}}
 	room := srvkit.NewRoom[*subscriber]()
 	mux := http.NewServeMux()
+	conns := srvkit.NewRoom[*websocket.Conn]()
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Mode == srvkit.ModeBroadcast && cfg.Variant == "prepared" {
+			_ = websocket.Open(w, r, opts, func(ctx context.Context, c *websocket.Conn) error {
+				return broadcastPrepared(ctx, c, conns)
+			})
+			return
+		}
 		if cfg.Mode == srvkit.ModeBroadcast {
 			_ = websocket.Open(w, r, opts, func(ctx context.Context, c *websocket.Conn) error {
 				return broadcast(ctx, c, room)
@@ -120,5 +133,20 @@ func broadcast(ctx context.Context, c *websocket.Conn, room *srvkit.Room[*subscr
 			return err
 		}
 		room.Each(func(m *subscriber) { m.msgs <- msg })
+	}
+}
+
+// broadcastPrepared is -variant prepared: each message is framed once and
+// written to every connection from the publisher's goroutine.
+func broadcastPrepared(ctx context.Context, c *websocket.Conn, room *srvkit.Room[*websocket.Conn]) error {
+	room.Join(c)
+	defer room.Leave(c)
+	for {
+		msg, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		pm := websocket.NewPreparedMessage(msg.Type, msg.Data)
+		room.Each(func(m *websocket.Conn) { _ = m.WritePrepared(ctx, pm) })
 	}
 }
