@@ -51,7 +51,7 @@ func (s *session) enqueueLocked(o outgoing) {
 	s.queue = append(s.queue, o)
 	if !s.writing {
 		s.writing = true
-		go s.write()
+		go s.writeFn() // a func value made once: go s.write() would allocate a closure each time
 	}
 }
 

@@ -28,9 +28,13 @@ type room struct {
 	ready chan struct{} // closed when the room has started, or failed to
 	err   error         // why it failed; set before ready is closed
 
-	mu        sync.Mutex
-	bsub      Subscription
-	subs      map[*subscription]struct{}
+	mu   sync.Mutex
+	bsub Subscription
+	subs map[*subscription]struct{}
+	// watchers are the subs that asked for presence events: join and
+	// leave walk only them, so that a large room whose clients do not
+	// watch presence pays nothing per join.
+	watchers  map[*subscription]struct{}
 	last      Position // of the last publication delivered to subs
 	started   bool     // last is known
 	anchored  bool     // last may be trusted for the chain check (false after a reset)
@@ -81,7 +85,7 @@ func (h *Hub) acquire(ctx context.Context, name string) (*room, error) {
 	r := h.rooms[name]
 	created := r == nil
 	if created {
-		r = &room{h: h, name: name, ready: make(chan struct{}), subs: make(map[*subscription]struct{})}
+		r = &room{h: h, name: name, ready: make(chan struct{}), subs: make(map[*subscription]struct{}), watchers: make(map[*subscription]struct{})}
 		h.rooms[name] = r
 	}
 	r.refs++
@@ -234,15 +238,16 @@ func (r *room) applyLocked(ev Event) (repair bool) {
 // fanOutLocked queues one event for every subscriber: framed once, as a
 // prepared message shared by all of them.
 func (r *room) fanOutLocked(ev Event, msg []byte) {
-	if len(r.subs) == 0 {
+	presence := ev.Kind != EventPublication
+	subs := r.subs
+	if presence {
+		subs = r.watchers
+	}
+	if len(subs) == 0 {
 		return
 	}
-	presence := ev.Kind != EventPublication
 	pm := websocket.NewPreparedMessage(websocket.MessageText, msg)
-	for sub := range r.subs {
-		if presence && !sub.presence {
-			continue
-		}
+	for sub := range subs {
 		if sub.catchingUp {
 			if len(sub.pending) >= r.h.opts.QueueMessages {
 				r.dropLocked(sub, CloseSlowConsumer, reasonSlowConsumer)
@@ -269,14 +274,35 @@ const (
 // closes its connection. The session still holds its reference and gives
 // it back when its connection ends.
 func (r *room) dropLocked(sub *subscription, code websocket.StatusCode, reason string) {
-	delete(r.subs, sub)
-	sub.gone = true
+	r.removeLocked(sub)
 	sub.pending = nil
 	if code == CloseSlowConsumer {
 		sub.s.overflow()
 	} else if code != 0 {
 		sub.s.disconnect(code, reason, true)
 	}
+}
+
+// addLocked adds sub to the room's deliveries.
+func (r *room) addLocked(sub *subscription) {
+	r.subs[sub] = struct{}{}
+	if sub.presence {
+		r.watchers[sub] = struct{}{}
+	}
+}
+
+// removeLocked takes sub out of the room's deliveries for good.
+func (r *room) removeLocked(sub *subscription) {
+	delete(r.subs, sub)
+	delete(r.watchers, sub)
+	sub.gone = true
+}
+
+// detach takes sub out of the room's deliveries.
+func (r *room) detach(sub *subscription) {
+	r.mu.Lock()
+	r.removeLocked(sub)
+	r.mu.Unlock()
 }
 
 // resetLocked closes every subscriber with CloseInsufficientState, so that
@@ -420,21 +446,16 @@ type attachResult struct {
 func (r *room) attach(ctx context.Context, sub *subscription, req attachRequest, emit func(attachResult)) error {
 	if req.since == nil && req.recent <= 0 && !req.presence {
 		r.mu.Lock()
-		r.subs[sub] = struct{}{}
+		r.addLocked(sub)
 		emit(attachResult{position: r.last})
 		r.mu.Unlock()
 		return nil
 	}
 	r.mu.Lock()
 	sub.catchingUp = true
-	r.subs[sub] = struct{}{}
+	r.addLocked(sub)
 	r.mu.Unlock()
-	detach := func() {
-		r.mu.Lock()
-		delete(r.subs, sub)
-		sub.gone = true
-		r.mu.Unlock()
-	}
+	detach := func() { r.detach(sub) }
 
 	maxRecover := r.h.opts.MaxRecover
 	var pubs []Publication

@@ -25,6 +25,8 @@ type session struct {
 	info ClientInfo
 	subs map[string]*subscription // owned by the reading goroutine
 	lim  tokenBucket
+	// writeFn is s.write, made once.
+	writeFn func()
 
 	mu         sync.Mutex
 	queue      []outgoing
@@ -57,6 +59,7 @@ func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) (er
 	h.sessions.Add(1)
 	defer h.sessions.Add(-1)
 	s := &session{h: h, c: c, r: r, subs: make(map[string]*subscription)}
+	s.writeFn = s.write
 	if h.opts.PublishRate > 0 {
 		s.lim = tokenBucket{rate: h.opts.PublishRate, burst: float64(h.opts.PublishBurst), tokens: float64(h.opts.PublishBurst), last: time.Now()}
 	}
@@ -237,10 +240,7 @@ func (s *session) join(ctx context.Context, sub *subscription) {
 // abandon undoes a subscription that failed before its reply.
 func (s *session) abandon(ctx context.Context, sub *subscription) {
 	r := sub.room
-	r.mu.Lock()
-	delete(r.subs, sub)
-	sub.gone = true
-	r.mu.Unlock()
+	r.detach(sub)
 	delete(s.subs, r.name)
 	s.h.subscriptions.Add(-1)
 	s.h.release(r)

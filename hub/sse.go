@@ -106,12 +106,7 @@ func (h *Hub) ServeEvents(w http.ResponseWriter, r *http.Request, room string) {
 		http.Error(w, "broker unavailable, retry later", http.StatusServiceUnavailable)
 		return
 	}
-	defer func() {
-		rm.mu.Lock()
-		delete(rm.subs, sub)
-		sub.gone = true
-		rm.mu.Unlock()
-	}()
+	defer rm.detach(sub)
 	w.WriteHeader(http.StatusOK)
 	st.run(ctx, w, rc)
 }
