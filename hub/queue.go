@@ -156,8 +156,12 @@ func (s *session) disconnect(code websocket.StatusCode, reason string, reconnect
 }
 
 // closeGrace bounds how long closing a session waits for its close frame to
-// be written before it drops the connection.
-const closeGrace = time.Second
+// be written before it drops the connection. A slow consumer's frame goes out
+// after the batch its writer is stuck in, once the client reads again: a
+// client that is slow, not dead, then learns why it was closed (4008). The
+// queue is dropped at once, so the wait holds a socket and two goroutines,
+// no queued data.
+const closeGrace = 5 * time.Second
 
 func (s *session) closeConn(code websocket.StatusCode, reason string) {
 	t := time.AfterFunc(closeGrace, func() { s.c.CloseNow() })

@@ -28,6 +28,13 @@ type room struct {
 	ready chan struct{} // closed when the room has started, or failed to
 	err   error         // why it failed; set before ready is closed
 
+	// The broker's deliveries wait in inbox for the drain goroutine.
+	inMu     sync.Mutex
+	inbox    []Event
+	spare    []Event // the drain's last batch, reused
+	draining bool
+	drainFn  func() // r.drain, made once
+
 	mu   sync.Mutex
 	bsub Subscription
 	subs map[*subscription]struct{}
@@ -86,6 +93,7 @@ func (h *Hub) acquire(ctx context.Context, name string) (*room, error) {
 	created := r == nil
 	if created {
 		r = &room{h: h, name: name, ready: make(chan struct{}), subs: make(map[*subscription]struct{}), watchers: make(map[*subscription]struct{})}
+		r.drainFn = r.drain
 		h.rooms[name] = r
 	}
 	r.refs++
@@ -167,25 +175,63 @@ func (r *room) start() {
 	}
 }
 
-// deliver is the broker's delivery function: it must not block.
+// deliver is the broker's delivery function: it must not block, and it
+// does not fan out. It appends to the room's inbox, which a goroutine of
+// the room drains while it has something, so that the broker's delivery
+// path (its locks, its subscription's goroutine) is held only for an append,
+// not for queueing a publication to every subscriber of a large room.
 func (r *room) deliver(ev Event) {
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return
+	r.inMu.Lock()
+	r.inbox = append(r.inbox, ev)
+	start := !r.draining
+	r.draining = true
+	r.inMu.Unlock()
+	if start {
+		go r.drainFn()
 	}
-	if !r.started || r.repairing {
-		r.backlog = append(r.backlog, ev)
-		if len(r.backlog) > maxBacklog {
-			r.resetLocked("fell too far behind the broker")
+}
+
+// drain applies the inbox in order until it is empty.
+func (r *room) drain() {
+	for {
+		r.inMu.Lock()
+		evs := r.inbox
+		if len(evs) == 0 {
+			r.draining = false
+			r.inMu.Unlock()
+			return
+		}
+		r.inbox = r.spare[:0]
+		r.inMu.Unlock()
+
+		r.mu.Lock()
+		repair := false
+		for i, ev := range evs {
+			if r.closed {
+				break
+			}
+			if !r.started || r.repairing {
+				r.backlog = append(r.backlog, evs[i:]...)
+				if len(r.backlog) > maxBacklog {
+					r.resetLocked("fell too far behind the broker")
+				}
+				break
+			}
+			if r.applyLocked(ev) {
+				r.backlog = append(r.backlog, evs[i+1:]...)
+				repair = true
+				break
+			}
 		}
 		r.mu.Unlock()
-		return
-	}
-	repair := r.applyLocked(ev)
-	r.mu.Unlock()
-	if repair {
-		go r.repair()
+		if repair {
+			go r.repair()
+		}
+
+		clear(evs)
+		r.inMu.Lock()
+		r.spare = evs[:0]
+		r.inMu.Unlock()
 	}
 }
 
@@ -334,9 +380,21 @@ func (r *room) repair() {
 			return
 		}
 		from := r.last
-		// The publication that revealed the gap is first in the backlog:
-		// its Prev is the offset the chain must reach.
-		target := r.backlog[0].Publication.Prev
+		// The publication that revealed the gap is the first in the
+		// backlog: its Prev is the offset the chain must reach. (A reset
+		// may have emptied the backlog meanwhile: nothing to fill then.)
+		i := slices.IndexFunc(r.backlog, func(ev Event) bool { return ev.Kind == EventPublication })
+		if i < 0 {
+			backlog := r.backlog
+			r.backlog, r.repairing = nil, false
+			again := r.applyAllLocked(backlog)
+			r.mu.Unlock()
+			if again {
+				continue
+			}
+			return
+		}
+		target := r.backlog[i].Publication.Prev
 		r.mu.Unlock()
 
 		ctx, cancel := context.WithTimeout(r.h.ctx, 10*time.Second)
