@@ -40,17 +40,8 @@ type subResult struct {
 	Room         string       `json:"room"`
 	Position     Position     `json:"position"`
 	Recovered    *bool        `json:"recovered"`
-	Publications []wirePub2   `json:"publications"`
+	Publications []wirePub   `json:"publications"`
 	Presence     []ClientInfo `json:"presence"`
-}
-
-type wirePub2 struct {
-	Room   string          `json:"room"`
-	Offset uint64          `json:"offset"`
-	Epoch  string          `json:"epoch"`
-	Time   int64           `json:"time"`
-	From   *ClientInfo     `json:"from"`
-	Data   json.RawMessage `json:"data"`
 }
 
 // testClient speaks the hub's protocol over a real WebSocket from Dial.

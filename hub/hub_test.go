@@ -64,7 +64,7 @@ func TestIdempotentPublish(t *testing.T) {
 		t.Fatalf("positions: first %+v, retried %+v, other key %+v", p1.Position, p2.Position, p3.Position)
 	}
 	h := c.call(map[string]any{"op": "history", "room": "r"})
-	var hr struct{ Publications []wirePub2 }
+	var hr struct{ Publications []wirePub }
 	json.Unmarshal(h.Result, &hr)
 	if len(hr.Publications) != 2 {
 		t.Fatalf("history holds %d publications, want 2 (the retry appended nothing)", len(hr.Publications))
@@ -89,7 +89,7 @@ func TestHistoryQuery(t *testing.T) {
 		}
 		var hr struct {
 			Position     Position
-			Publications []wirePub2
+			Publications []wirePub
 		}
 		json.Unmarshal(m.Result, &hr)
 		if hr.Position != pos[9] {
