@@ -40,7 +40,7 @@ type subResult struct {
 	Room         string       `json:"room"`
 	Position     Position     `json:"position"`
 	Recovered    *bool        `json:"recovered"`
-	Publications []wirePub   `json:"publications"`
+	Publications []wirePub    `json:"publications"`
 	Presence     []ClientInfo `json:"presence"`
 }
 
