@@ -57,6 +57,13 @@ func TestGapInLiveDeliveryIsRepaired(t *testing.T) {
 		t.Errorf("%d repairs for 3 lost publications", n)
 	}
 
+	// A client that does not read keeps its session, and so the room it
+	// holds, alive for a while after the reset below.
+	stalled := dialSmallBuffer(t, context.Background(), url, 4<<10)
+	defer stalled.CloseNow()
+	slowCall(t, context.Background(), stalled, `{"id":1,"op":"connect"}`)
+	slowCall(t, context.Background(), stalled, `{"id":2,"op":"subscribe","room":"g"}`)
+
 	// Now lose 6 in a row: more than MaxRecover, so the hub does not fill
 	// that gap.
 	lossy.mu.Lock()
@@ -67,6 +74,21 @@ func TestGapInLiveDeliveryIsRepaired(t *testing.T) {
 	}
 	if code, _ := c.closeCode(5 * time.Second); code != CloseInsufficientState {
 		t.Fatalf("close code %d, want %d (insufficient state)", code, CloseInsufficientState)
+	}
+	// A newcomer right after the reset starts from the broker's position,
+	// not from the one the reset room knew before its gap: the next
+	// publication follows it directly.
+	fresh := dialHub(t, url, `{}`)
+	fr := subscribeResultOf(t, fresh.call(map[string]any{"op": "subscribe", "room": "g"}))
+	if fr.Position.Offset != 17 {
+		t.Fatalf("a subscriber after the reset starts at %+v, want offset 17 (the broker's latest)", fr.Position)
+	}
+	lossy.mu.Lock()
+	lossy.drop = func(Publication) bool { return false }
+	lossy.mu.Unlock()
+	h.Publish(context.Background(), "g", json.RawMessage("18"))
+	if !fresh.waitFor(5*time.Second, func(msgs []inMsg) bool { return len(pubsIn(msgs, "g")) == 1 }) || fresh.pubs("g")[0].Offset != 18 {
+		t.Fatalf("the newcomer got %v after position 17, want offset 18", fresh.pubs("g"))
 	}
 	// What came before the close is a prefix of the room, without a gap;
 	// the client recovers the rest from its last position.

@@ -44,8 +44,8 @@ type room struct {
 	watchers  map[*subscription]struct{}
 	last      Position // of the last publication delivered to subs
 	started   bool     // last is known
-	anchored  bool     // last may be trusted for the chain check (false after a reset)
 	repairing bool     // a goroutine is filling a gap; events wait in backlog
+	retired   bool     // reset: out of Hub.rooms, delivering nothing (see resetLocked)
 	backlog   []Event
 	closed    bool
 }
@@ -164,7 +164,7 @@ func (r *room) start() {
 	}
 	r.mu.Lock()
 	r.bsub = bsub
-	r.last, r.started, r.anchored = hist.Latest, true, true
+	r.last, r.started = hist.Latest, true
 	backlog := r.backlog
 	r.backlog = nil
 	repair := r.applyAllLocked(backlog)
@@ -207,7 +207,7 @@ func (r *room) drain() {
 		r.mu.Lock()
 		repair := false
 		for i, ev := range evs {
-			if r.closed {
+			if r.closed || r.retired {
 				break
 			}
 			if !r.started || r.repairing {
@@ -255,14 +255,11 @@ func (r *room) applyLocked(ev Event) (repair bool) {
 	switch ev.Kind {
 	case EventPublication:
 		p := &ev.Publication
-		if !r.anchored || p.Epoch != r.last.Epoch {
-			if r.anchored {
-				// The room's history was reset under us: no subscriber's
-				// position means anything any more.
-				r.resetLocked("room history was reset")
-			}
-			r.last = Position{Offset: p.Prev, Epoch: p.Epoch}
-			r.anchored = true
+		if p.Epoch != r.last.Epoch {
+			// The room's history was reset under us: no subscriber's
+			// position means anything any more.
+			r.resetLocked("room history was reset")
+			return false
 		}
 		if p.Offset <= r.last.Offset {
 			return false // delivered already (from history, or twice by the broker)
@@ -352,7 +349,11 @@ func (r *room) detach(sub *subscription) {
 }
 
 // resetLocked closes every subscriber with CloseInsufficientState, so that
-// each comes back and learns from its own position what it can recover.
+// each comes back and learns from its own position what it can recover, and
+// retires the room: it leaves Hub.rooms and delivers nothing more, so that
+// the next subscriber starts a fresh room from the broker's position. (A
+// room that stayed would know only a position it can no longer vouch for,
+// and would hand it to new subscribers.)
 func (r *room) resetLocked(why string) {
 	if len(r.subs) > 0 {
 		r.h.resets.Add(1)
@@ -361,8 +362,13 @@ func (r *room) resetLocked(why string) {
 	for sub := range r.subs {
 		r.dropLocked(sub, CloseInsufficientState, reasonInsufficientState)
 	}
-	r.anchored = false
+	r.retired = true
 	r.backlog = nil
+	r.h.mu.Lock() // h.mu is never held while a room's lock is taken: this order is safe
+	if r.h.rooms[r.name] == r {
+		delete(r.h.rooms, r.name)
+	}
+	r.h.mu.Unlock()
 }
 
 // repair fills the gap after r.last from history, then applies the
@@ -375,7 +381,7 @@ func (r *room) repair() {
 	failures := 0
 	for {
 		r.mu.Lock()
-		if r.closed {
+		if r.closed || r.retired {
 			r.mu.Unlock()
 			return
 		}
@@ -402,7 +408,7 @@ func (r *room) repair() {
 		cancel()
 
 		r.mu.Lock()
-		if r.closed {
+		if r.closed || r.retired {
 			r.mu.Unlock()
 			return
 		}
@@ -428,6 +434,10 @@ func (r *room) repair() {
 				continue
 			}
 			r.resetLocked("history unavailable: " + err.Error())
+		}
+		if r.retired {
+			r.mu.Unlock()
+			return
 		}
 		backlog := r.backlog
 		r.backlog = nil
@@ -479,6 +489,10 @@ func (r *room) catchUpLocked(sub *subscription, pubs []Publication, keep int) ([
 	return out, r.last
 }
 
+// errRoomRetired is attach's answer for a room that was reset after the
+// subscriber acquired it: acquire again, and get the fresh room.
+var errRoomRetired = errors.New("hub: room was reset")
+
 // attachRequest says how a subscription starts: live only, or catching up
 // from a position (since), with the latest publications (recent), with the
 // presence list.
@@ -504,12 +518,19 @@ type attachResult struct {
 func (r *room) attach(ctx context.Context, sub *subscription, req attachRequest, emit func(attachResult)) error {
 	if req.since == nil && req.recent <= 0 && !req.presence {
 		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.retired {
+			return errRoomRetired
+		}
 		r.addLocked(sub)
 		emit(attachResult{position: r.last})
-		r.mu.Unlock()
 		return nil
 	}
 	r.mu.Lock()
+	if r.retired {
+		r.mu.Unlock()
+		return errRoomRetired
+	}
 	sub.catchingUp = true
 	r.addLocked(sub)
 	r.mu.Unlock()

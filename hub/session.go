@@ -201,29 +201,33 @@ func (s *session) subscribe(ctx context.Context, cmd *command) {
 		s.sendReply(cmd.ID, nil, &Error{Code: CodeBadRequest, Message: "too many subscriptions"})
 		return
 	}
-	r, err := s.h.acquire(ctx, cmd.Room)
-	if err != nil {
-		s.sendReply(cmd.ID, nil, s.brokerError(err))
-		return
+	var r *room
+	var sub *subscription
+	var err error
+	req := attachRequest{since: cmd.Since, recent: cmd.Recent, presence: cmd.Presence}
+	for attempt := 0; ; attempt++ {
+		if r, err = s.h.acquire(ctx, cmd.Room); err != nil {
+			s.sendReply(cmd.ID, nil, s.brokerError(err))
+			return
+		}
+		sub = &subscription{s: s, room: r, presence: cmd.Presence}
+		err = r.attach(ctx, sub, req, func(res attachResult) {
+			// Under the room's lock: nothing live for this room is queued
+			// before the reply.
+			s.sendReply(cmd.ID, subscribeResult{Room: r.name, Position: res.position, Recovered: res.recovered,
+				Publications: encodePubs(res.pubs), Presence: res.presence}, nil)
+		})
+		if err == nil {
+			break
+		}
+		s.h.release(r)
+		if !errors.Is(err, errRoomRetired) || attempt >= 3 {
+			s.sendReply(cmd.ID, nil, s.brokerError(err))
+			return
+		}
 	}
-	sub := &subscription{s: s, room: r, presence: cmd.Presence}
 	s.subs[cmd.Room] = sub
 	s.h.subscriptions.Add(1)
-
-	req := attachRequest{since: cmd.Since, recent: cmd.Recent, presence: cmd.Presence}
-	err = r.attach(ctx, sub, req, func(res attachResult) {
-		// Under the room's lock: nothing live for this room is queued
-		// before the reply.
-		s.sendReply(cmd.ID, subscribeResult{Room: r.name, Position: res.position, Recovered: res.recovered,
-			Publications: encodePubs(res.pubs), Presence: res.presence}, nil)
-	})
-	if err != nil {
-		delete(s.subs, r.name)
-		s.h.subscriptions.Add(-1)
-		s.h.release(r)
-		s.sendReply(cmd.ID, nil, s.brokerError(err))
-		return
-	}
 	s.join(ctx, sub)
 }
 

@@ -35,13 +35,13 @@ const sseHeartbeat = 25 * time.Second
 // The authentication hook sees the request (cookies, headers) with no token;
 // the authorization hook is asked for ActionSubscribe. A stream whose client
 // reads too slowly is ended (the client reconnects and recovers).
-func (h *Hub) ServeEvents(w http.ResponseWriter, r *http.Request, room string) {
+func (h *Hub) ServeEvents(w http.ResponseWriter, r *http.Request, name string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if !validRoom(room) {
+	if !validRoom(name) {
 		http.Error(w, "invalid room name", http.StatusBadRequest)
 		return
 	}
@@ -74,7 +74,7 @@ func (h *Hub) ServeEvents(w http.ResponseWriter, r *http.Request, room string) {
 		info.User, info.Info = id.User, id.Info
 	}
 	if authz := h.opts.Authorize; authz != nil {
-		if err := authz(ctx, info, room, ActionSubscribe); err != nil {
+		if err := authz(ctx, info, name, ActionSubscribe); err != nil {
 			e := asError(err, CodeForbidden, "forbidden")
 			http.Error(w, e.Message, e.Code)
 			return
@@ -89,23 +89,30 @@ func (h *Hub) ServeEvents(w http.ResponseWriter, r *http.Request, room string) {
 		return
 	}
 
-	rm, err := h.acquire(ctx, room)
-	if err != nil {
-		http.Error(w, "broker unavailable, retry later", http.StatusServiceUnavailable)
-		return
+	st := &eventStream{h: h, wake: make(chan struct{}, 1)}
+	var rm *room
+	var sub *subscription
+	for attempt := 0; ; attempt++ {
+		if rm, err = h.acquire(ctx, name); err != nil {
+			http.Error(w, "broker unavailable, retry later", http.StatusServiceUnavailable)
+			return
+		}
+		sub = &subscription{s: st, room: rm}
+		err = rm.attach(ctx, sub, attachRequest{since: since, recent: recent}, func(res attachResult) {
+			st.start(rm.name, res)
+		})
+		if err == nil {
+			break
+		}
+		h.release(rm)
+		if !errors.Is(err, errRoomRetired) || attempt >= 3 {
+			http.Error(w, "broker unavailable, retry later", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	defer h.release(rm)
-	st := &eventStream{h: h, wake: make(chan struct{}, 1)}
-	sub := &subscription{s: st, room: rm}
 	h.subscriptions.Add(1)
 	defer h.subscriptions.Add(-1)
-	err = rm.attach(ctx, sub, attachRequest{since: since, recent: recent}, func(res attachResult) {
-		st.start(rm.name, res)
-	})
-	if err != nil {
-		http.Error(w, "broker unavailable, retry later", http.StatusServiceUnavailable)
-		return
-	}
 	defer rm.detach(sub)
 	w.WriteHeader(http.StatusOK)
 	st.run(ctx, w, rc)
