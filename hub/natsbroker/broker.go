@@ -97,6 +97,11 @@ type incarnation struct {
 
 var errClosed = errors.New("natsbroker: broker closed")
 
+// ErrNotConnected is returned by Publish while the broker's NATS
+// connection is down: nothing was published; retry (with the same key) once
+// it is back.
+var ErrNotConnected = errors.New("natsbroker: not connected to NATS, nothing published: retry later")
+
 // New returns a Broker on the NATS connection nc, creating its streams if
 // they do not exist (or updating their limits to opts). nc stays the
 // caller's: Close does not close it.
@@ -285,6 +290,11 @@ func (b *Broker) Publish(ctx context.Context, room string, m hub.Message) (hub.P
 	}
 	if b.isClosed() {
 		return hub.Position{}, errClosed
+	}
+	if !b.nc.IsConnected() {
+		// Refuse now rather than let the client library buffer the
+		// publish until it reconnects, after the caller gave up on it.
+		return hub.Position{}, ErrNotConnected
 	}
 	msg := nats.NewMsg(b.roomSubject(token(room)))
 	msg.Data = m.Data
@@ -532,8 +542,45 @@ func (b *Broker) watchConnection() {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), b.opts.Timeout)
 			b.streamInfo(ctx)
+			b.catchUp(ctx)
 			cancel()
 		}
+	}
+}
+
+// catchUp runs after a reconnect: what was republished while this node was
+// away never came, and its rooms would learn of it only from their next
+// publication's Prev. Each room reads what follows the last publication it
+// delivered and delivers it, chained from there.
+func (b *Broker) catchUp(ctx context.Context) {
+	b.mu.Lock()
+	rooms := make([]*liveRoom, 0, len(b.rooms))
+	for _, lr := range b.rooms {
+		rooms = append(rooms, lr)
+	}
+	b.mu.Unlock()
+	for _, lr := range rooms {
+		lr.mu.Lock()
+		since := hub.Position{Offset: lr.last, Epoch: lr.epoch}
+		lr.mu.Unlock()
+		if since.Epoch == "" {
+			continue // nothing delivered here yet: nothing to follow
+		}
+		h, err := b.History(ctx, lr.name, hub.HistoryQuery{Since: &since, Limit: b.opts.HistorySize})
+		if err != nil {
+			continue // the hub finds the gap at the next publication
+		}
+		lr.mu.Lock()
+		for _, p := range h.Publications {
+			if p.Epoch != lr.epoch || p.Offset <= lr.last {
+				continue
+			}
+			lr.last = p.Offset
+			for s := range lr.subs {
+				s.deliver(hub.Event{Kind: hub.EventPublication, Publication: p})
+			}
+		}
+		lr.mu.Unlock()
 	}
 }
 

@@ -89,6 +89,9 @@ func (b *Broker) directBatch(ctx context.Context, stream string, req directReq, 
 	}
 }
 
+// attemptTimeout bounds one attempt of a history read; see History.
+const attemptTimeout = 2 * time.Second
+
 // errChanged says that a read spanning several batches saw its start
 // removed meanwhile: the caller reads again.
 var errChanged = errors.New("natsbroker: history changed while read")
@@ -175,10 +178,19 @@ func (b *Broker) History(ctx context.Context, room string, q hub.HistoryQuery) (
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
 	var err error
-	for range 3 {
+	for attempt := range 3 {
+		// A request sent just as the connection dropped gets no answer:
+		// the first attempts have a short time of their own, so that a
+		// reconnect costs a retry and not the caller's whole deadline.
+		actx, acancel := ctx, context.CancelFunc(func() {})
+		if attempt < 2 {
+			actx, acancel = context.WithTimeout(ctx, attemptTimeout)
+		}
 		var h hub.History
-		h, err = b.history(ctx, room, q)
-		if !errors.Is(err, errChanged) {
+		h, err = b.history(actx, room, q)
+		lost := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
+		acancel()
+		if !errors.Is(err, errChanged) && !lost {
 			return h, err
 		}
 	}
@@ -283,8 +295,11 @@ func (b *Broker) history(ctx context.Context, room string, q hub.HistoryQuery) (
 	if err != nil {
 		return hub.History{}, err
 	}
+	// The room's count limit as the stream has it now (another node may
+	// have set it); none means no count trimming at all.
+	full := after.Config.MaxMsgsPerSubject > 0 && count >= uint64(after.Config.MaxMsgsPerSubject)
 	vouched := count > 0 && first <= since || // (a) a message at or before Since is still stored
-		count < uint64(b.opts.HistorySize) && since+1 >= after.State.FirstSeq // (b) nothing after Since aged out
+		!full && since+1 >= after.State.FirstSeq // (b) nothing after Since was removed
 	if !vouched {
 		return hub.History{}, hub.ErrUnrecoverable
 	}
