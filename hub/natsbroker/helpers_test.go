@@ -3,7 +3,6 @@ package natsbroker
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -178,5 +177,3 @@ func datas(ps []hub.Publication) string {
 	}
 	return s
 }
-
-var _ = fmt.Sprint
