@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -351,23 +350,14 @@ func TestHubLiveSubscribersResetOnPurgeAndRecreate(t *testing.T) {
 	t.Logf("hub %+v", h.Stats())
 }
 
-// A hub bug this broker's tests ran into (hub/room.go, not this package):
-// when a room's repair fails (history refuses the gap) the room resets its
-// subscribers but stays in the hub, unanchored, with the position it had
-// before the gap, until the reset sessions let it go. A client that
-// subscribes in that window is told that stale position, and the room's
-// next publication re-anchors the room and is delivered to it: the client
-// has silently missed what lay between. Its dropped subscribers keep the
-// room alive for as long as their connections take to close, which a
-// client that does not read stretches to the close timeout.
-//
-// Skipped until hub/room.go is fixed (for instance: a reset takes the room
-// out of Hub.rooms, so that the next subscriber starts a fresh one from the
-// broker's position); DUPLEX_HUB_RESET_BUG=1 runs it.
-func TestHubResetRoomKeepsStalePosition(t *testing.T) {
-	if os.Getenv("DUPLEX_HUB_RESET_BUG") == "" {
-		t.Skip("hub bug (room.go: a reset room hands out its stale position); set DUPLEX_HUB_RESET_BUG=1 to run")
-	}
+// A hub bug this broker's tests ran into: when a room's repair failed
+// (history refused the gap) the room reset its subscribers but stayed in the
+// hub with the position it had before the gap, until the reset sessions let
+// it go. A client that subscribed in that window was told that stale
+// position, and the room's next publication was delivered to it: the client
+// silently missed what lay between. A reset now retires the room, and the
+// next subscriber starts a fresh one from the broker's position.
+func TestHubResetRoomStartsFresh(t *testing.T) {
 	n := newNode(t, "", Options{})
 	h, url := startHub(t, n.b, hub.Options{})
 	ctx := context.Background()
