@@ -32,7 +32,8 @@ type Conn struct {
 	rb      readBuffer
 	rs      readState
 	ctrl    [maxControlPayload]byte
-	readErr error // sticky: once reading failed it stays failed
+	readErr error         // sticky: once reading failed it stays failed
+	msgsIn  atomic.Uint64 // data messages begun; bytes are counted by rb
 
 	// Writing. msgSem is held for the whole of a data message, so that a
 	// fragmented message from Writer is never interleaved with another one;
@@ -43,6 +44,8 @@ type Conn struct {
 	wvec      writeVec // the buffers of a writev, kept here so it allocates nothing
 	werr      error    // sticky write error
 	closeSent bool
+	msgsOut   atomic.Uint64 // data messages handed to the queue or the transport
+	bytesOut  atomic.Uint64 // bytes the transport took
 
 	// Closing.
 	closeRcvd     chan struct{} // closed when the peer's close frame was read
@@ -51,6 +54,8 @@ type Conn struct {
 	closed        chan struct{} // closed when the transport is closed
 	closeOnce     sync.Once
 	closeCause    atomic.Pointer[CloseError] // why the connection was dropped, when it was (keepalive)
+	closeSentCode atomic.Int32               // of the close frame sent, once it was written
+	closedBy      atomic.Uint32              // a ClosedBy: the side whose close frame came first
 	onClose       func()                     // run once when the transport closes (Open's cancel)
 
 	writeCtx deadlineWatcher // interrupts a write when its context ends

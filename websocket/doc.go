@@ -49,6 +49,16 @@
 // connections and its Shutdown closes them with 1001, or 1012 for a
 // restart, spread over a drain window if asked.
 //
+// For operations, without a metrics library: Conn.Stats counts a
+// connection's messages and wire bytes each way and records the close codes
+// sent and received; Server.Stats adds them up over the open and the ended
+// connections, so that a scrape exports them as counters; Server.Hooks
+// reports each handshake (accepted or refused, HTTP/1.1 or HTTP/2, status,
+// duration) and each connection's end (close codes, who closed, duration,
+// final counts). Server.MaxConnections (or a ConnLimit shared by several
+// Servers) caps the connections, refusing the one over the cap with 503 and
+// Retry-After before its upgrade.
+//
 // For fan-out, NewPreparedMessage frames a message once (and, for peers
 // without context takeover, compresses it once) for any number of
 // connections, and ReadInto reads into a buffer the caller reuses, so that

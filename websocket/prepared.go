@@ -105,6 +105,7 @@ func (c *Conn) writeFramedLocked(ctx context.Context, frame []byte, flush bool) 
 	if c.wbuf == nil {
 		c.wbuf = getWriteBuffer()
 	}
+	c.msgsOut.Add(1)
 	if len(frame) >= directWriteThreshold {
 		return c.writeLocked(ctx, *c.wbuf, frame)
 	}

@@ -329,6 +329,7 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 			}
 			return 0, err
 		}
+		c.rb.read.Add(uint64(n))
 	} else {
 		if c.rb.buffered() == 0 {
 			if err := c.rb.fill(); err != nil {
@@ -413,6 +414,7 @@ func (c *Conn) nextFrame() error {
 				return protoErr("new data frame inside a fragmented message")
 			}
 			c.rs.inMessage = true
+			c.msgsIn.Add(1)
 			c.rs.typ = MessageType(h.opcode)
 			c.rs.size = 0
 			c.rs.inflated = 0
@@ -567,5 +569,7 @@ func (c *Conn) recordPeerClose(ce *CloseError) {
 	c.closeRcvdOnce.Do(func() {
 		c.peerClose = ce
 		close(c.closeRcvd)
+		// After closeRcvd: see writeClose.
+		c.closedBy.CompareAndSwap(0, uint32(ClosedByPeer))
 	})
 }

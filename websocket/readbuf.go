@@ -3,6 +3,7 @@ package websocket
 import (
 	"io"
 	"os"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -30,6 +31,10 @@ type readBuffer struct {
 	buf      []byte  // small or *big
 	r, w     int
 	lastFull bool // the last read filled the buffer: more is likely waiting
+
+	// read counts the bytes taken from the stream, for Conn.Stats: added
+	// to by the reading goroutine alone, read by any.
+	read atomic.Uint64
 }
 
 func (b *readBuffer) buffered() int { return b.w - b.r }
@@ -83,6 +88,7 @@ func (b *readBuffer) fill() error {
 		b.w += n
 		b.lastFull = b.w == len(b.buf)
 		if n > 0 {
+			b.read.Add(uint64(n))
 			return nil
 		}
 		if err != nil {
@@ -164,6 +170,7 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 			b.rawErr = io.EOF
 		default:
 			b.w += n
+			b.read.Add(uint64(n))
 		}
 		return true
 	}
@@ -174,5 +181,6 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 func (b *readBuffer) preload(p []byte) {
 	if len(p) > 0 {
 		b.buf, b.r, b.w = p, 0, len(p)
+		b.read.Add(uint64(len(p)))
 	}
 }

@@ -2,9 +2,9 @@ package websocket
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -60,27 +60,46 @@ type Server struct {
 	// bounds the window too.
 	DrainWindow time.Duration
 
+	// MaxConnections, when positive, is the most WebSockets the Server
+	// holds at once. A request over it is refused before the handshake
+	// with 503 Service Unavailable, Retry-After and a message that says
+	// so, and Open returns a *HandshakeError that matches
+	// ErrConnectionLimit. A request takes its place as it enters the
+	// Server, before the upgrade, and keeps it until its connection has
+	// ended (handler returned, connection closed); a failed handshake
+	// frees it at once. So no connection is ever upgraded beyond the
+	// limit, and no close code is needed for a limit hit after the
+	// upgrade: it cannot happen.
+	MaxConnections int
+
+	// Limit, when set, is a cap this Server shares with others (see
+	// ConnLimit), checked as MaxConnections is and besides it.
+	Limit *ConnLimit
+
+	// Hooks observe the handshakes and the ends of connections, for
+	// metrics. Stats gives the counts that need no event.
+	Hooks ServerHooks
+
 	mu       sync.Mutex
-	conns    map[*Conn]struct{} // live connections, from handshake to the end of Handler
-	closing  bool               // Shutdown was called: refuse new connections
-	forced   chan struct{}      // closed when a Shutdown's ctx ended: drop, do not drain
-	done     chan struct{}      // closed when handlers and closers have all ended
+	conns    map[*Conn]bool // from the accepted handshake to the end; true while Handler runs
+	running  int            // conns whose Handler runs
+	places   int            // requests in Open, counted against MaxConnections
+	ended    ServerStats    // totals of the connections that have ended
+	closing  bool           // Shutdown was called: refuse new connections
+	forced   chan struct{}  // closed when a Shutdown's ctx ended: drop, do not drain
+	done     chan struct{}  // closed when handlers and closers have all ended
 	force    sync.Once
 	handlers sync.WaitGroup // one per ServeHTTP in flight
 	closers  sync.WaitGroup // one per Conn.Close that the drain runs
 }
-
-// retryAfter is the Retry-After, in seconds, of the 503 that refuses a
-// WebSocket during shutdown: time for a restarted server to listen again.
-const retryAfter = 5
 
 // forcedGrace is how long Shutdown waits, once its ctx ended and it dropped
 // the connections, for their handlers to notice and end.
 const forcedGrace = time.Second
 
 // ServeHTTP opens the WebSocket and runs Handler, as Open does, while the
-// connection is tracked. Once Shutdown was called it answers 503 Service
-// Unavailable with a Retry-After header instead.
+// connection is tracked. Once Shutdown was called, or at MaxConnections, it
+// answers 503 Service Unavailable with a Retry-After header instead.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := s.Handler
 	if h == nil {
@@ -92,49 +111,107 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Open is the package's Open with s.Options, for a handler of the caller's
 // own, such as a closure that sees the request, while s tracks the
 // connection: it counts in Len, appears in All and is closed by Shutdown.
-// Once Shutdown was called Open answers 503 Service Unavailable with a
-// Retry-After header and returns a *HandshakeError with that status.
+// Once Shutdown was called, or at MaxConnections, Open answers 503 Service
+// Unavailable with a Retry-After header and returns a *HandshakeError with
+// that status.
 func (s *Server) Open(w http.ResponseWriter, r *http.Request, handler func(ctx context.Context, c *Conn) error) error {
-	if !s.enter() {
-		return refuseShuttingDown(w, r)
+	start := time.Now()
+	if cause := s.enter(); cause != nil {
+		herr := refuseUnavailable(w, r, cause)
+		s.handshakeDone(r, time.Since(start), herr)
+		return herr
 	}
-	defer s.handlers.Done()
-	return Open(w, r, &s.Options, func(ctx context.Context, c *Conn) error {
+	defer s.leave()
+	// The package's Open, with the connection tracked from its handshake
+	// to its end, when the closing handshake is over too.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	c, err := accept(w, r, &s.Options, connConfig{ownCtx: ctx, onClose: cancel})
+	accepted := time.Now()
+	if err == nil {
+		s.track(c) // before the hook: a handshake counted is a connection open
+	}
+	s.handshakeDone(r, accepted.Sub(start), err)
+	if err != nil {
+		return err
+	}
+	err = run(ctx, c, func(ctx context.Context, c *Conn) error {
 		if err := s.add(c); err != nil {
 			return err
 		}
 		defer s.remove(c)
 		return handler(ctx, c)
 	})
+	s.end(c, r, accepted)
+	return err
 }
 
-// refuseShuttingDown answers a WebSocket request during shutdown.
-func refuseShuttingDown(w http.ResponseWriter, r *http.Request) error {
-	herr := &HandshakeError{
-		Status:  http.StatusServiceUnavailable,
-		Message: "the server is shutting down: connect again in a few seconds (see Retry-After)",
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Retry-After", strconv.Itoa(retryAfter))
-	if r.ProtoMajor == 1 {
-		h.Set("Connection", "close") // this server is going away: so is the TCP connection
-	}
-	w.WriteHeader(herr.Status)
-	w.Write([]byte(herr.Message + "\n"))
-	return herr
-}
-
-// enter counts a request in; false once shutting down.
-func (s *Server) enter() bool {
+// enter counts a request in, taking its place under the limits; it
+// returns why not (ErrShuttingDown, ErrConnectionLimit) when it cannot.
+func (s *Server) enter() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return false
+		return ErrShuttingDown
 	}
+	if s.MaxConnections > 0 && s.places >= s.MaxConnections {
+		return ErrConnectionLimit
+	}
+	if !s.Limit.acquire() {
+		return ErrConnectionLimit
+	}
+	s.places++
 	s.handlers.Add(1)
-	return true
+	return nil
+}
+
+// leave counts a request out, freeing its place.
+func (s *Server) leave() {
+	s.mu.Lock()
+	s.places--
+	s.mu.Unlock()
+	s.Limit.release()
+	s.handlers.Done()
+}
+
+func (s *Server) handshakeDone(r *http.Request, took time.Duration, err error) {
+	hook := s.Hooks.Handshake
+	if hook == nil {
+		return
+	}
+	info := HandshakeInfo{Request: r, HTTPVersion: httpVersion(r), Err: err, Duration: took}
+	var herr *HandshakeError
+	switch {
+	case err == nil:
+		info.Status = acceptedStatus(info.HTTPVersion)
+	case errors.As(err, &herr):
+		info.Status = herr.Status
+	}
+	hook(info)
+}
+
+// track counts an accepted connection as open.
+func (s *Server) track(c *Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		s.conns = make(map[*Conn]bool)
+	}
+	s.conns[c] = false
+}
+
+// end moves a connection that has ended from the open ones to the totals,
+// in one step under the lock, so that Stats' totals never go back.
+func (s *Server) end(c *Conn, r *http.Request, accepted time.Time) {
+	st := c.Stats()
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.ended.Ended++
+	s.ended.add(st)
+	s.mu.Unlock()
+	if hook := s.Hooks.End; hook != nil {
+		hook(EndInfo{Request: r, HTTPVersion: httpVersion(r), Duration: time.Since(accepted), Stats: st})
+	}
 }
 
 // add registers a connection whose handshake is done. A connection that
@@ -152,24 +229,27 @@ func (s *Server) add(c *Conn) error {
 		code, reason := s.shutdownClose()
 		return &CloseError{Code: code, Reason: reason}
 	}
-	if s.conns == nil {
-		s.conns = make(map[*Conn]struct{})
-	}
-	s.conns[c] = struct{}{}
+	s.conns[c] = true
+	s.running++
 	return nil
 }
 
+// remove counts out a connection whose Handler returned; it stays open
+// (in Stats) until its closing handshake is over.
 func (s *Server) remove(c *Conn) {
 	s.mu.Lock()
-	delete(s.conns, c)
+	if s.conns[c] {
+		s.conns[c] = false
+		s.running--
+	}
 	s.mu.Unlock()
 }
 
+// live reports whether c's Handler runs.
 func (s *Server) live(c *Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.conns[c]
-	return ok
+	return s.conns[c]
 }
 
 // discard is the Handler of a Server without one.
@@ -186,7 +266,7 @@ func discard(ctx context.Context, c *Conn) error {
 func (s *Server) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.conns)
+	return s.running
 }
 
 // All iterates over the live connections, as they were when iteration
@@ -194,7 +274,7 @@ func (s *Server) Len() int {
 // the loop runs; its writes then fail with ErrClosed.
 func (s *Server) All() iter.Seq[*Conn] {
 	return func(yield func(*Conn) bool) {
-		for _, c := range s.snapshot() {
+		for _, c := range s.snapshot(false) {
 			if !yield(c) {
 				return
 			}
@@ -202,12 +282,20 @@ func (s *Server) All() iter.Seq[*Conn] {
 	}
 }
 
-func (s *Server) snapshot() []*Conn {
+// snapshot lists the connections whose Handler runs or, with all, every
+// open one.
+func (s *Server) snapshot(all bool) []*Conn {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.snapshotLocked(all)
+}
+
+func (s *Server) snapshotLocked(all bool) []*Conn {
 	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
+	for c, running := range s.conns {
+		if running || all {
+			conns = append(conns, c)
+		}
 	}
 	return conns
 }
@@ -251,7 +339,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	default:
 	}
 	s.force.Do(func() { close(forced) }) // stops the drain
-	for c := range s.All() {
+	// Those whose Handler returned too: their closing handshake may wait
+	// for a peer that does not answer.
+	for _, c := range s.snapshot(true) {
 		c.CloseNow()
 	}
 	t := time.NewTimer(forcedGrace)
@@ -274,10 +364,7 @@ func (s *Server) startShutdown() (done, forced chan struct{}) {
 	s.closing = true
 	s.done = make(chan struct{})
 	s.forced = make(chan struct{})
-	conns := make([]*Conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
+	conns := s.snapshotLocked(false)
 	done, forced = s.done, s.forced
 	handlersDone := make(chan struct{})
 	drained := make(chan struct{})

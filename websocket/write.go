@@ -112,6 +112,9 @@ func (c *Conn) writeFrameLocked(ctx context.Context, fin bool, op opcode, rsv by
 	if c.wbuf == nil {
 		c.wbuf = getWriteBuffer()
 	}
+	if fin && !op.isControl() {
+		c.msgsOut.Add(1)
+	}
 	h := frameHeader{fin: fin, rsv: rsv, opcode: op, length: int64(len(p))}
 	if c.client {
 		// RFC 6455 §5.3: a fresh, unpredictable key per frame. math/rand/v2's
@@ -188,11 +191,15 @@ func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 		err = ctx.Err()
 	}
 	if err == nil {
+		var n int64
 		if tail == nil {
-			_, err = c.t.Write(head)
+			var k int
+			k, err = c.t.Write(head)
+			n = int64(k)
 		} else {
-			_, err = c.wvec.writeTo(c.t, head, tail)
+			n, err = c.wvec.writeTo(c.t, head, tail)
 		}
+		c.bytesOut.Add(uint64(n))
 	}
 	c.writeCtx.end()
 	putWriteBuffer(c.wbuf)
@@ -237,8 +244,24 @@ func (c *Conn) writeClose(code StatusCode, reason string) error {
 		payload = append(payload, byte(code>>8), byte(code))
 		payload = append(payload, truncateReason(reason)...)
 	}
+	// Claimed before the write: the peer's answer may be read by another
+	// goroutine before the write returns.
+	first := c.closedBy.CompareAndSwap(0, uint32(ClosedByLocal))
 	err := c.writeFrameLocked(nil, true, opClose, 0, payload, true)
 	c.closeSent = true
+	switch {
+	case err == nil:
+		c.closeSentCode.Store(int32(code))
+	case first:
+		// Nothing went out: the closing handshake is not ours. A peer's
+		// close frame that came meanwhile could not claim it (recordPeerClose
+		// marks closeRcvd before it tries), so it is given back here.
+		by := ClosedByNone
+		if c.peerClosed() {
+			by = ClosedByPeer
+		}
+		c.closedBy.Store(uint32(by))
+	}
 	return err
 }
 
