@@ -48,6 +48,16 @@ type Broker interface {
 	Close() error
 }
 
+// ReadyChecker is implemented by a Broker that can tell whether it is
+// usable now: one on a distributed engine whose connection may be down, or
+// any broker once closed. [Hub.Ready] asks it, for a readiness probe; a
+// Broker that does not implement it is taken as always ready. Ready should
+// answer from what the broker already knows (its connection's state), not
+// with a round trip per call: probes come often.
+type ReadyChecker interface {
+	Ready(ctx context.Context) error
+}
+
 // Message is what a publisher hands to Broker.Publish.
 type Message struct {
 	Data json.RawMessage // a JSON value

@@ -3,6 +3,8 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -138,6 +140,23 @@ type Options struct {
 	ShutdownCode websocket.StatusCode
 	DrainWindow  time.Duration
 
+	// MaxConnections and ConnLimit cap the hub's WebSockets, alone or
+	// together with other websocket.Servers that share the ConnLimit, as
+	// in websocket.Server: a client over the cap is refused before the
+	// upgrade with 503 and Retry-After.
+	MaxConnections int
+	ConnLimit      *websocket.ConnLimit
+
+	// Hooks observe the hub's WebSocket handshakes and connection ends,
+	// as websocket.Server's Hooks do; Stats gives the hub's counts.
+	Hooks websocket.ServerHooks
+
+	// ObservePublish, when set, is called after each Broker.Publish the
+	// hub makes (a client's publish command, Hub.Publish), with the room,
+	// how long the broker took and its error: for a latency histogram. It
+	// runs in the publisher's goroutine and must be quick.
+	ObservePublish func(room string, took time.Duration, err error)
+
 	// Logger receives the hub's warnings (refused connects, slow consumers,
 	// broker failures). Nil discards them.
 	Logger *slog.Logger
@@ -161,6 +180,8 @@ type Hub struct {
 
 	sessions      atomic.Int64
 	subscriptions atomic.Int64
+	queuedBytes   atomic.Int64 // over the sessions' send queues: see session.queued
+	queuedMsgs    atomic.Int64
 	slowConsumers atomic.Uint64
 	publications  atomic.Uint64
 	repairs       atomic.Uint64
@@ -210,9 +231,12 @@ func New(opts Options) *Hub {
 	// envelope around it.
 	wsOpts.ReadLimit = int64(opts.MaxPublicationSize) + 4096
 	h.ws = websocket.Server{
-		Options:      wsOpts,
-		ShutdownCode: opts.ShutdownCode,
-		DrainWindow:  opts.DrainWindow,
+		Options:        wsOpts,
+		ShutdownCode:   opts.ShutdownCode,
+		DrainWindow:    opts.DrainWindow,
+		MaxConnections: opts.MaxConnections,
+		Limit:          opts.ConnLimit,
+		Hooks:          opts.Hooks,
 	}
 	return h
 }
@@ -242,7 +266,20 @@ func (h *Hub) PublishMessage(ctx context.Context, room string, m Message) (Posit
 	if !json.Valid(m.Data) {
 		return Position{}, &Error{Code: CodeBadRequest, Message: "data is not a JSON value"}
 	}
+	return h.publish(ctx, room, m)
+}
+
+// publish is Broker.Publish, counted and observed.
+func (h *Hub) publish(ctx context.Context, room string, m Message) (Position, error) {
+	observe := h.opts.ObservePublish
+	var start time.Time
+	if observe != nil {
+		start = time.Now()
+	}
 	pos, err := h.broker.Publish(ctx, room, m)
+	if observe != nil {
+		observe(room, time.Since(start), err)
+	}
 	if err == nil {
 		h.publications.Add(1)
 	}
@@ -271,22 +308,57 @@ type Stats struct {
 	Publications  uint64 // publishes through this hub, since New
 	Repairs       uint64 // gaps in a broker's live delivery filled from history
 	Resets        uint64 // rooms whose subscribers were closed with CloseInsufficientState
+
+	// QueuedBytes and QueuedMessages are the publications and presence
+	// events waiting in the WebSocket connections' send queues, or being
+	// written: what QueueBytes and QueueMessages bound per connection,
+	// summed. Replies to commands are not counted, as they are not
+	// bounded; nor are event streams (SSE), which queue on their own.
+	QueuedBytes    int
+	QueuedMessages int
+
+	// WebSocket counts the hub's WebSocket connections, open and ended,
+	// and their messages and wire bytes; see websocket.ServerStats.
+	WebSocket websocket.ServerStats
 }
 
-// Stats returns the hub's counters.
+// Stats returns the hub's counters. It reads each open connection's
+// counters (websocket.Server.Stats): call it per scrape, not per message.
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
 	rooms := len(h.rooms)
 	h.mu.Unlock()
 	return Stats{
-		Connections:   int(h.sessions.Load()),
-		Rooms:         rooms,
-		Subscriptions: int(h.subscriptions.Load()),
-		SlowConsumers: h.slowConsumers.Load(),
-		Publications:  h.publications.Load(),
-		Repairs:       h.repairs.Load(),
-		Resets:        h.resets.Load(),
+		Connections:    int(h.sessions.Load()),
+		Rooms:          rooms,
+		Subscriptions:  int(h.subscriptions.Load()),
+		SlowConsumers:  h.slowConsumers.Load(),
+		Publications:   h.publications.Load(),
+		Repairs:        h.repairs.Load(),
+		Resets:         h.resets.Load(),
+		QueuedBytes:    int(h.queuedBytes.Load()),
+		QueuedMessages: int(h.queuedMsgs.Load()),
+		WebSocket:      h.ws.Stats(),
 	}
+}
+
+// errShuttingDown is Ready's answer once Shutdown has begun.
+var errShuttingDown = errors.New("hub: shutting down")
+
+// Ready reports whether the hub can serve, for a readiness probe: nil while
+// it accepts connections and its broker is usable (a Broker that implements
+// ReadyChecker is asked; any other is taken as usable), an error that says
+// why not otherwise. It is not ready from the moment Shutdown is called.
+func (h *Hub) Ready(ctx context.Context) error {
+	if h.ctx.Err() != nil {
+		return errShuttingDown
+	}
+	if rc, ok := h.broker.(ReadyChecker); ok {
+		if err := rc.Ready(ctx); err != nil {
+			return fmt.Errorf("hub: broker not ready: %w", err)
+		}
+	}
+	return nil
 }
 
 // Shutdown ends every event stream, closes every client connection as

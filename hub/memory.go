@@ -404,6 +404,16 @@ func (b *MemoryBroker) Reset(name string) {
 	r.mu.Unlock()
 }
 
+// Ready implements ReadyChecker: the broker is usable until it is closed.
+func (b *MemoryBroker) Ready(ctx context.Context) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errBrokerClosed
+	}
+	return nil
+}
+
 // Close implements Broker: later calls fail, and deliveries stop.
 func (b *MemoryBroker) Close() error {
 	b.mu.Lock()

@@ -23,8 +23,36 @@ func (s *session) push(pm *websocket.PreparedMessage, n int) bool {
 	}
 	s.queued += n
 	s.queuedMsgs++
+	s.h.queuedBytes.Add(int64(n))
+	s.h.queuedMsgs.Add(1)
 	s.enqueueLocked(outgoing{pm: pm, n: n, counted: true})
 	return true
+}
+
+// uncountLocked takes n bytes in msgs counted messages off the queue's
+// bounds and the hub's totals, once they are written or dropped.
+func (s *session) uncountLocked(n, msgs int) {
+	if msgs == 0 {
+		return
+	}
+	s.queued -= n
+	s.queuedMsgs -= msgs
+	s.h.queuedBytes.Add(-int64(n))
+	s.h.queuedMsgs.Add(-int64(msgs))
+}
+
+// dropQueueLocked drops what waits in the queue (the batch being written,
+// if any, is uncounted by the writer when it is done).
+func (s *session) dropQueueLocked() {
+	n, msgs := 0, 0
+	for i := range s.queue {
+		if s.queue[i].counted {
+			n += s.queue[i].n
+			msgs++
+		}
+	}
+	s.uncountLocked(n, msgs)
+	s.queue = nil
 }
 
 // deliver implements subscriber.
@@ -101,16 +129,19 @@ func (s *session) write() {
 		}
 
 		s.mu.Lock()
+		written, msgs := 0, 0
 		for i := range batch {
 			if batch[i].counted {
-				s.queued -= batch[i].n
-				s.queuedMsgs--
+				written += batch[i].n
+				msgs++
 			}
 		}
+		s.uncountLocked(written, msgs)
 		clear(batch)
 		s.spare = batch[:0]
 		if err != nil {
-			s.closed, s.queue, s.writing = true, nil, false
+			s.closed, s.writing = true, false
+			s.dropQueueLocked()
 			s.mu.Unlock()
 			s.c.CloseNow() // a write failed: the reader ends too
 			return
@@ -133,9 +164,10 @@ func (s *session) overflowLocked() {
 	if s.closed {
 		return
 	}
-	s.closed, s.queue = true, nil
 	s.h.slowConsumers.Add(1)
 	s.h.log.Info("hub: slow consumer closed", "client", s.info.Client, "queued_bytes", s.queued, "queued_messages", s.queuedMsgs)
+	s.closed = true
+	s.dropQueueLocked()
 	// The writer may be stuck on the very peer that does not read: close
 	// from a goroutine of its own, and do not wait long for the close frame
 	// to get out.

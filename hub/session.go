@@ -279,12 +279,11 @@ func (s *session) publish(ctx context.Context, cmd *command) {
 		return
 	}
 	from := s.info
-	pos, err := s.h.broker.Publish(ctx, cmd.Room, Message{Data: cmd.Data, Key: cmd.Key, From: &from})
+	pos, err := s.h.publish(ctx, cmd.Room, Message{Data: cmd.Data, Key: cmd.Key, From: &from})
 	if err != nil {
 		s.sendReply(cmd.ID, nil, s.brokerError(err))
 		return
 	}
-	s.h.publications.Add(1)
 	s.sendReply(cmd.ID, publishResult{Position: pos}, nil)
 }
 
@@ -342,7 +341,7 @@ func (s *session) end() {
 	}
 	s.mu.Lock()
 	s.closed = true
-	s.queue = nil
+	s.dropQueueLocked()
 	s.mu.Unlock()
 }
 
