@@ -2,6 +2,7 @@ package chat
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
@@ -49,7 +50,27 @@ type Options struct {
 	// Broker carries the rooms of the multi-user chat; nil keeps them in
 	// this process (hub.NewMemoryBroker).
 	Broker hub.Broker
+
+	// MaxConnections, when positive, caps the WebSockets of both
+	// endpoints together (/chat/connect and /chat/hub), as
+	// websocket.Server's MaxConnections does: one more is refused before
+	// its upgrade with 503 and Retry-After.
+	MaxConnections int
+
+	// Hooks, when set, gives the hooks that observe an endpoint's
+	// WebSockets (see websocket.ServerHooks): New calls it once for
+	// EndpointEcho and once for EndpointHub.
+	Hooks func(endpoint string) websocket.ServerHooks
+
+	// ObservePublish is the hub's: see hub.Options.
+	ObservePublish func(room string, took time.Duration, err error)
 }
+
+// The chat's WebSocket endpoints, as Options.Hooks names them.
+const (
+	EndpointEcho = "echo" // /chat/connect, the guide's echo
+	EndpointHub  = "hub"  // /chat/hub, the multi-user chat's hub
+)
 
 // Server serves the chat: GET / (a redirect to the page), the multi-user
 // chat at GET /chat/index?room=NAME on the hub's WebSocket endpoint
@@ -97,6 +118,18 @@ func New(opts Options) *Server {
 	if s.ws.ShutdownCode == 0 {
 		s.ws.ShutdownCode = websocket.StatusGoingAway
 	}
+	var limit *websocket.ConnLimit
+	if opts.MaxConnections > 0 {
+		// One limit for both endpoints: it protects what the process has
+		// (file descriptors, memory), whichever endpoint uses it.
+		limit = &websocket.ConnLimit{Max: opts.MaxConnections}
+	}
+	s.ws.Limit = limit
+	var hubHooks websocket.ServerHooks
+	if opts.Hooks != nil {
+		s.ws.Hooks = opts.Hooks(EndpointEcho)
+		hubHooks = opts.Hooks(EndpointHub)
+	}
 	// Set here, so that the log can say what was sent: the peer's echo of
 	// the close frame carries only the code.
 	s.ws.ShutdownReason = shutdownReason(s.ws.ShutdownCode)
@@ -106,7 +139,7 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/chat/index", http.StatusFound)
 	})
-	s.hub = newHub(opts)
+	s.hub = newHub(opts, limit, hubHooks)
 	s.mux.HandleFunc("GET /chat/index", serveStatic("room.html"))
 	s.mux.HandleFunc("GET /chat/room.js", serveStatic("room.js"))
 	s.mux.HandleFunc("GET /chat/room.css", serveStatic("room.css"))
@@ -132,6 +165,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Connections() int {
 	return s.ws.Len() + s.hub.Stats().Connections
 }
+
+// Stats is a snapshot of the chat's counters, per endpoint.
+type Stats struct {
+	Echo websocket.ServerStats // /chat/connect
+	Hub  hub.Stats             // /chat/hub (its WebSocket field counts the connections) and its rooms
+}
+
+// Stats returns the chat's counters. It reads every open connection's
+// counters: call it per scrape, not per message.
+func (s *Server) Stats() Stats {
+	return Stats{Echo: s.ws.Stats(), Hub: s.hub.Stats()}
+}
+
+// Ready reports whether the chat can serve, for a readiness probe: nil
+// until Shutdown is called, as long as the hub's broker is usable.
+func (s *Server) Ready(ctx context.Context) error {
+	if s.closing.Load() {
+		return errShuttingDown
+	}
+	return s.hub.Ready(ctx)
+}
+
+var errShuttingDown = errors.New("chat: shutting down")
 
 // Hub returns the hub behind the multi-user chat, for the server's own
 // publishes and its statistics.

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/duplexws/duplex/chat"
+	"github.com/duplexws/duplex/hub"
 	"github.com/duplexws/duplex/websocket"
 )
 
@@ -523,5 +524,68 @@ func TestShutdownServiceRestart(t *testing.T) {
 	}
 	if n := strings.Count(out, `code=1012 reason="service restart" by=server`); n != 3 {
 		t.Errorf("%d closes logged as 1012 by the server, want 3:\n%s", n, out)
+	}
+}
+
+// TestMaxConnectionsAndObservation: the echo endpoint and the hub share one
+// cap; Hooks is asked once per endpoint and sees each one's handshakes;
+// Stats counts per endpoint; Ready turns false at Shutdown.
+func TestMaxConnectionsAndObservation(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	var mu sync.Mutex
+	accepted := map[string]int{}
+	refused := map[string]int{}
+	ts, s := startServer(t, chat.Options{
+		MaxConnections: 2,
+		Hooks: func(endpoint string) websocket.ServerHooks {
+			return websocket.ServerHooks{Handshake: func(h websocket.HandshakeInfo) {
+				mu.Lock()
+				defer mu.Unlock()
+				if h.Err == nil {
+					accepted[endpoint]++
+				} else if errors.Is(h.Err, websocket.ErrConnectionLimit) {
+					refused[endpoint]++
+				}
+			}}
+		},
+	})
+	if err := s.Ready(ctx); err != nil {
+		t.Errorf("Ready while serving: %v", err)
+	}
+	hubURL := "ws" + strings.TrimPrefix(ts.URL, "http") + "/chat/hub"
+	origin := http.Header{"Origin": {sameOrigin(ts)}}
+	e := dial(t, ctx, ts, sameOrigin(ts))
+	roundTrip(t, ctx, e, `{"text":"hi"}`)
+	h, _, err := websocket.Dial(ctx, hubURL, &websocket.DialOptions{Header: origin, Subprotocols: []string{hub.Subprotocol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.CloseNow()
+	for _, u := range []string{wsURL(ts), hubURL} {
+		_, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{Header: origin, Subprotocols: []string{hub.Subprotocol}})
+		var he *websocket.HandshakeError
+		if !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable {
+			t.Errorf("dial %s with both places taken: %v, want 503", u, err)
+		}
+	}
+	mu.Lock()
+	if accepted[chat.EndpointEcho] != 1 || accepted[chat.EndpointHub] != 1 || refused[chat.EndpointEcho] != 1 || refused[chat.EndpointHub] != 1 {
+		t.Errorf("hooks saw accepted %v and refused %v, want one of each per endpoint", accepted, refused)
+	}
+	mu.Unlock()
+	if st := s.Stats(); st.Echo.Open != 1 || st.Echo.MessagesIn != 1 || st.Echo.MessagesOut != 1 || st.Hub.WebSocket.Open != 1 {
+		t.Errorf("Stats = %+v, want one echo connection with a message each way and one hub connection", st)
+	}
+	var readers sync.WaitGroup
+	for _, c := range []*websocket.Conn{e, h} {
+		readers.Go(func() { c.Read(ctx) }) // answers Shutdown's close frame
+	}
+	defer readers.Wait()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err == nil {
+		t.Error("Ready after Shutdown: nil, want an error")
 	}
 }

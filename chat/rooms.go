@@ -17,8 +17,8 @@ const maxNameLength = 64
 // newHub makes the hub of the multi-user chat: anyone may join with a
 // display name (sent as the connect command's data {"name": ...}) and use
 // any room; the name is the user and shows in presence and beside each
-// message.
-func newHub(opts Options) *hub.Hub {
+// message. limit is shared with the echo endpoint.
+func newHub(opts Options, limit *websocket.ConnLimit, hooks websocket.ServerHooks) *hub.Hub {
 	return hub.New(hub.Options{
 		Broker: opts.Broker,
 		WebSocket: websocket.AcceptOptions{
@@ -28,10 +28,13 @@ func newHub(opts Options) *hub.Hub {
 				PongTimeout:  opts.PongTimeout,
 			},
 		},
-		ShutdownCode: opts.ShutdownCode,
-		DrainWindow:  opts.DrainWindow,
-		Logger:       opts.Logger,
-		Authenticate: authenticateByName,
+		ShutdownCode:   opts.ShutdownCode,
+		DrainWindow:    opts.DrainWindow,
+		ConnLimit:      limit,
+		Hooks:          hooks,
+		ObservePublish: opts.ObservePublish,
+		Logger:         opts.Logger,
+		Authenticate:   authenticateByName,
 	})
 }
 
