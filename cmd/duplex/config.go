@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,8 +20,15 @@ type config struct {
 	logLevel       slog.Level
 	shutdownCode   websocket.StatusCode // sent to every WebSocket on shutdown
 	drain          time.Duration        // spread of the shutdown's close frames
+	maxConns       int                  // WebSockets at once, both endpoints; 0: no cap
 	tls            tlsOptions           // tls.go
 }
+
+// defaultMaxConnections is -max-connections' default: under the 20000 open
+// files a process may have on the machines Duplex was measured on (each
+// WebSocket is one), with room for the listener, HTTP requests, TLS and the
+// broker.
+const defaultMaxConnections = 10000
 
 // usageError is a bad flag or environment value.
 type usageError struct{ err error }
@@ -53,9 +61,12 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	drain := fs.String("drain", env("DUPLEX_DRAIN", "0s"),
 		"`duration` over which the shutdown spreads its close frames, so that clients do not all reconnect at once;\n"+
 			"0 closes all at once; less than the shutdown timeout ("+shutdownTimeout.String()+") (env DUPLEX_DRAIN)")
+	maxConns := fs.String("max-connections", env("DUPLEX_MAX_CONNECTIONS", strconv.Itoa(defaultMaxConnections)),
+		"most `WebSockets` open at once, /chat/connect and /chat/hub together; one more is refused with 503 and\n"+
+			"Retry-After before its upgrade; keep it under the open-file limit (ulimit -n); 0: no cap (env DUPLEX_MAX_CONNECTIONS)")
 	readTLS := addTLSFlags(fs, getenv)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index?room=NAME (hub WebSocket /chat/hub, events /chat/rooms/{room}/events), the guide's echo GET /chat/echo (WebSocket /chat/connect), GET /healthz.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index?room=NAME (hub WebSocket /chat/hub, events /chat/rooms/{room}/events), the guide's echo GET /chat/echo (WebSocket /chat/connect); for operations GET /metrics (Prometheus), GET /healthz (the process is up) and GET /readyz (200 while it takes connections, 503 once shutting down).\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -109,6 +120,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return config{}, usageError{fmt.Errorf("-drain: %v is not shorter than the shutdown timeout, %v: the last connections would be dropped without a close frame", d, shutdownTimeout)}
 	}
 	cfg.drain = d
+	n, err := strconv.Atoi(strings.TrimSpace(*maxConns))
+	if err != nil || n < 0 {
+		return config{}, usageError{fmt.Errorf("-max-connections: %q is not a number of connections (0 for no cap)", *maxConns)}
+	}
+	cfg.maxConns = n
 	tlsOpts, err := readTLS()
 	if err != nil {
 		return config{}, usageError{err}

@@ -20,7 +20,19 @@ func TestParseConfig(t *testing.T) {
 		env  map[string]string
 		want config
 	}{
-		{"defaults", nil, nil, config{addr: ":9292", logLevel: slog.LevelInfo}},
+		{"defaults", nil, nil, config{addr: ":9292", logLevel: slog.LevelInfo, maxConns: defaultMaxConnections}},
+		{
+			"max connections from env",
+			nil,
+			map[string]string{"DUPLEX_MAX_CONNECTIONS": "500"},
+			config{addr: ":9292", logLevel: slog.LevelInfo, maxConns: 500},
+		},
+		{
+			"max connections flag wins over env; 0 is no cap",
+			[]string{"-max-connections", "0"},
+			map[string]string{"DUPLEX_MAX_CONNECTIONS": "500"},
+			config{addr: ":9292", logLevel: slog.LevelInfo, maxConns: 0},
+		},
 		{
 			"env",
 			nil,
@@ -68,8 +80,11 @@ func TestParseConfig(t *testing.T) {
 			if tc.want.shutdownCode == 0 {
 				tc.want.shutdownCode = websocket.StatusGoingAway // the default
 			}
+			if tc.want.maxConns == 0 && !strings.Contains(tc.name, "max connections") {
+				tc.want.maxConns = defaultMaxConnections
+			}
 			if got.addr != tc.want.addr || got.logLevel != tc.want.logLevel || !slices.Equal(got.allowedOrigins, tc.want.allowedOrigins) ||
-				got.shutdownCode != tc.want.shutdownCode || got.drain != tc.want.drain {
+				got.shutdownCode != tc.want.shutdownCode || got.drain != tc.want.drain || got.maxConns != tc.want.maxConns {
 				t.Errorf("parseConfig = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -94,6 +109,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"drain without a unit", nil, map[string]string{"DUPLEX_DRAIN": "5"}, `"5"`},
 		{"negative drain", []string{"-drain", "-1s"}, nil, "negative"},
 		{"drain as long as the shutdown timeout", []string{"-drain", shutdownTimeout.String()}, nil, "shutdown timeout"},
+		{"negative max connections", []string{"-max-connections", "-1"}, nil, "-max-connections"},
+		{"max connections not a number", nil, map[string]string{"DUPLEX_MAX_CONNECTIONS": "lots"}, "lots"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -117,8 +134,9 @@ func TestHelp(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("parseConfig -h: %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"-addr", "-allowed-origins", "-log-level", "-shutdown-code", "-drain",
-		"DUPLEX_ADDR", "DUPLEX_ALLOWED_ORIGINS", "DUPLEX_LOG_LEVEL", "DUPLEX_SHUTDOWN_CODE", "DUPLEX_DRAIN"} {
+	for _, want := range []string{"-addr", "-allowed-origins", "-log-level", "-shutdown-code", "-drain", "-max-connections",
+		"DUPLEX_ADDR", "DUPLEX_ALLOWED_ORIGINS", "DUPLEX_LOG_LEVEL", "DUPLEX_SHUTDOWN_CODE", "DUPLEX_DRAIN", "DUPLEX_MAX_CONNECTIONS",
+		"/metrics", "/healthz", "/readyz"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %s:\n%s", want, out.String())
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplexws/duplex/chat"
@@ -19,7 +20,16 @@ const (
 	shutdownTimeout = 10 * time.Second
 	// pingInterval keeps idle WebSockets alive through proxies and finds dead peers.
 	pingInterval = 30 * time.Second
+	// maxHeaderBytes bounds a request's header (net/http allows 4 KiB
+	// more): a WebSocket handshake with its cookies fits in a few KiB, and
+	// a bigger header gets 431 before any handler runs, as soon as it is
+	// read.
+	maxHeaderBytes = 16 << 10
 )
+
+// testHookBeforeDrain, when set by a test, runs in the shutdown path once
+// the server is not ready and before any WebSocket is sent its close frame.
+var testHookBeforeDrain func()
 
 // run serves until ctx is cancelled, then shuts down gracefully and returns
 // nil. It logs to stdout. It returns an error when the configuration is bad or
@@ -31,30 +41,55 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: cfg.logLevel}))
 
+	m := newMetrics()
 	chatServer := chat.New(chat.Options{
 		OriginPatterns: cfg.allowedOrigins,
 		PingInterval:   pingInterval,
 		ShutdownCode:   cfg.shutdownCode,
 		DrainWindow:    cfg.drain,
 		Logger:         logger,
+		MaxConnections: cfg.maxConns,
+		Hooks:          m.hooks,
+		ObservePublish: m.observePublish,
 	})
+	m.watch(chatServer)
+
+	// ready is true while the server takes new connections. The shutdown
+	// sets it false before anything else, so that /readyz says 503 before
+	// the first WebSocket is sent its close frame.
+	var ready atomic.Bool
+	ready.Store(true)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if !ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "shutting down\n")
+			return
+		}
+		if err := chatServer.Ready(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, err.Error()+"\n")
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", m.handler())
 	mux.Handle("/", chatServer)
 
 	srv := &http.Server{
 		Handler:           logRequests(logger, mux),
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		// No ReadTimeout or WriteTimeout: they would cut long-lived WebSockets.
 	}
-	// http.Server.Shutdown does not close WebSockets, and over HTTP/2 it
-	// waits for their streams: it must start their drain as it begins.
-	srv.RegisterOnShutdown(func() { chatServer.Shutdown(context.Background()) })
 	scheme, err := setupTLS(srv, cfg.tls, logger) // tls.go
 	if err != nil {
 		return err
@@ -65,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "allowed_origins", cfg.allowedOrigins,
-		"shutdown_code", int(cfg.shutdownCode), "drain", cfg.drain)
+		"shutdown_code", int(cfg.shutdownCode), "drain", cfg.drain, "max_connections", cfg.maxConns)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serve(srv, ln) }()
@@ -73,13 +108,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	select {
 	case err := <-serveErr:
 		// Serve failed on its own; close what is open and report it.
-		shutdown(logger, srv, chatServer)
+		ready.Store(false)
+		shutdown(logger, srv, chatServer, 0)
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 
+	ready.Store(false) // first: /readyz says 503 before any close frame goes out
 	logger.Info("shutting down", "timeout", shutdownTimeout, "websockets", chatServer.Connections())
-	shutdown(logger, srv, chatServer)
+	if testHookBeforeDrain != nil {
+		testHookBeforeDrain()
+	}
+	shutdown(logger, srv, chatServer, cfg.drain)
 	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -87,17 +127,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return nil
 }
 
-// shutdown stops the listener and waits for HTTP requests and HTTP/2 streams
-// (http.Server.Shutdown, which starts the WebSockets' drain through
-// RegisterOnShutdown), then waits for the WebSocket handlers
-// (chat.Server.Shutdown). Both are bounded together by shutdownTimeout; when
-// it passes, what remains is dropped.
-func shutdown(logger *slog.Logger, srv *http.Server, chatServer *chat.Server) {
+// shutdown closes the WebSockets and then the HTTP server, bounded together
+// by shutdownTimeout; when it passes, what remains is dropped.
+//
+// The WebSockets' drain (chat.Server.Shutdown: close frames spread over
+// drain) starts first, while the listener still accepts: during the drain
+// /readyz answers 503, so that a load balancer takes the server out, and a
+// client that reconnects here gets 503 with Retry-After rather than a
+// refused connection. Once every close frame is sent (the drain window
+// passed) or every WebSocket ended, http.Server.Shutdown stops the listener
+// and waits for the HTTP requests and HTTP/2 streams, which include the
+// WebSockets over HTTP/2 (it does not close WebSockets itself).
+func shutdown(logger *slog.Logger, srv *http.Server, chatServer *chat.Server, drain time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		chatServer.Shutdown(ctx) // logs when it had to drop connections
+	}()
+	if drain > 0 {
+		t := time.NewTimer(drain)
+		select {
+		case <-drained:
+		case <-t.C:
+		}
+		t.Stop()
+	}
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("http shutdown incomplete", "error", err)
 		srv.Close()
 	}
-	chatServer.Shutdown(ctx) // logs when it had to drop connections
+	<-drained
 }
