@@ -22,6 +22,7 @@ type config struct {
 	drain          time.Duration        // spread of the shutdown's close frames
 	maxConns       int                  // WebSockets at once, both endpoints; 0: no cap
 	tls            tlsOptions           // tls.go
+	broker         brokerOptions        // broker.go
 }
 
 // defaultMaxConnections is -max-connections' default: under the 20000 open
@@ -64,6 +65,15 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	maxConns := fs.String("max-connections", env("DUPLEX_MAX_CONNECTIONS", strconv.Itoa(defaultMaxConnections)),
 		"most `WebSockets` open at once, /chat/connect and /chat/hub together; one more is refused with 503 and\n"+
 			"Retry-After before its upgrade; keep it under the open-file limit (ulimit -n); 0: no cap (env DUPLEX_MAX_CONNECTIONS)")
+	brokerKind := fs.String("broker", env("DUPLEX_BROKER", "nats"),
+		"`kind` of broker for the chat's rooms: nats (an embedded NATS server with JetStream, history on disk\n"+
+			"under -data-dir; or the NATS system of -nats-url) or memory (this process only) (env DUPLEX_BROKER)")
+	dataDir := fs.String("data-dir", env("DUPLEX_DATA_DIR", defaultDataDir),
+		"`directory` where the embedded NATS server keeps the rooms' history (env DUPLEX_DATA_DIR)")
+	natsURL := fs.String("nats-url", env("DUPLEX_NATS_URL", ""),
+		"`URLs` (comma-separated) of an existing NATS system to use instead of the embedded server (env DUPLEX_NATS_URL)")
+	natsListen := fs.String("nats-listen", env("DUPLEX_NATS_LISTEN", ""),
+		"`address` where the embedded NATS server also serves NATS clients; none by default (env DUPLEX_NATS_LISTEN)")
 	readTLS := addTLSFlags(fs, getenv)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index?room=NAME (hub WebSocket /chat/hub, events /chat/rooms/{room}/events), the guide's echo GET /chat/echo (WebSocket /chat/connect); for operations GET /metrics (Prometheus), GET /healthz (the process is up) and GET /readyz (200 while it takes connections, 503 once shutting down).\n\n")
@@ -125,6 +135,18 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return config{}, usageError{fmt.Errorf("-max-connections: %q is not a number of connections (0 for no cap)", *maxConns)}
 	}
 	cfg.maxConns = n
+	cfg.broker = brokerOptions{kind: strings.ToLower(strings.TrimSpace(*brokerKind)), dataDir: *dataDir,
+		url: strings.TrimSpace(*natsURL), listen: strings.TrimSpace(*natsListen)}
+	switch {
+	case cfg.broker.kind != "nats" && cfg.broker.kind != "memory":
+		return config{}, usageError{fmt.Errorf("-broker: %q is not nats or memory", *brokerKind)}
+	case cfg.broker.kind == "memory" && (cfg.broker.url != "" || cfg.broker.listen != ""):
+		return config{}, usageError{fmt.Errorf("-nats-url and -nats-listen need -broker nats")}
+	case cfg.broker.url != "" && cfg.broker.listen != "":
+		return config{}, usageError{fmt.Errorf("-nats-listen is for the embedded server, not with -nats-url")}
+	case cfg.broker.dataDir == "":
+		return config{}, usageError{fmt.Errorf("-data-dir is empty")}
+	}
 	tlsOpts, err := readTLS()
 	if err != nil {
 		return config{}, usageError{err}

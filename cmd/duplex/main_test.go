@@ -97,6 +97,9 @@ type server struct {
 // has not stopped it.
 func startRun(t *testing.T, args []string, env map[string]string) *server {
 	t.Helper()
+	// The embedded NATS server keeps its files in the test's own directory
+	// unless the test names one (a later -data-dir wins).
+	args = append([]string{"-data-dir", t.TempDir()}, args...)
 	logs := newLogSink()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -41,8 +41,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: cfg.logLevel}))
 
+	broker, stopBroker, err := openBroker(ctx, cfg.broker, logger) // broker.go
+	if err != nil {
+		return err
+	}
+	// Deferred: it runs after the shutdown below, once the hub has let go.
+	defer stopBroker()
+
 	m := newMetrics()
 	chatServer := chat.New(chat.Options{
+		Broker:         broker,
 		OriginPatterns: cfg.allowedOrigins,
 		PingInterval:   pingInterval,
 		ShutdownCode:   cfg.shutdownCode,

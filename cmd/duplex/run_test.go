@@ -153,7 +153,7 @@ func TestRunErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if err := run(t.Context(), []string{"-addr", ln.Addr().String()}, env, io.Discard); err == nil {
+	if err := run(t.Context(), []string{"-addr", ln.Addr().String(), "-data-dir", t.TempDir()}, env, io.Discard); err == nil {
 		t.Errorf("run on a port in use returned nil, want an error")
 	}
 }

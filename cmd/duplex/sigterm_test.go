@@ -32,7 +32,7 @@ func TestSIGTERM(t *testing.T) {
 	}
 
 	logs := newLogSink()
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-data-dir", t.TempDir())
 	cmd.Env = append(os.Environ(), "DUPLEX_LOG_LEVEL=info")
 	cmd.Stdout = logs
 	cmd.Stderr = logs

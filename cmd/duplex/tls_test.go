@@ -203,7 +203,7 @@ func TestRunTLSCertFiles(t *testing.T) {
 	}
 
 	// A missing file is an error at start.
-	err = run(t.Context(), []string{"-addr", "127.0.0.1:0", "-cert", filepath.Join(dir, "none.pem"), "-key", keyFile},
+	err = run(t.Context(), []string{"-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-cert", filepath.Join(dir, "none.pem"), "-key", keyFile},
 		func(string) string { return "" }, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "none.pem") {
 		t.Errorf("run with a missing certificate: %v", err)
