@@ -284,12 +284,15 @@ func (b *Broker) findOrCreate(ctx context.Context, cfg jetstream.StreamConfig) (
 }
 
 // transient says whether a JetStream error may go away by itself soon: the
-// cluster electing a leader, a stream just created elsewhere.
+// cluster electing a leader, a stream just created elsewhere, peers not
+// yet known to be online while the cluster forms (which, if the cluster
+// has fewer nodes than the replicas asked, lasts: New fails with it when
+// its context ends).
 func transient(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
-		case jetstream.JSErrCodeStreamNotFound, codeClusterUnavailable:
+		case jetstream.JSErrCodeStreamNotFound, codeClusterUnavailable, codeNoPeers:
 			return true
 		}
 	}
@@ -400,9 +403,13 @@ func (b *Broker) Publish(ctx context.Context, room string, m hub.Message) (hub.P
 	defer cancel()
 	ack, err := b.js.PublishMsg(ctx, msg, popts...)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		// The stream is gone (deleted by an operator): make it again, in a
-		// new epoch, and publish there.
+		// Nothing took the message, for half a second (the client's
+		// retries): the stream is gone (deleted by an operator), or, in a
+		// cluster, it is electing a leader. Make it again if it is gone,
+		// in a new epoch, and publish there, waiting for a leader for as
+		// long as ctx allows.
 		if err = b.ensureStream(ctx); err == nil {
+			popts = append(popts, jetstream.WithRetryAttempts(untilDone), jetstream.WithRetryWait(50*time.Millisecond))
 			ack, err = b.js.PublishMsg(ctx, msg, popts...)
 		}
 	}

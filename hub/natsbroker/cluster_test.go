@@ -74,8 +74,11 @@ func newCluster(t testing.TB, n int, opts Options) *cluster {
 			c.stop(nd)
 		}
 	})
+	t0 := time.Now()
 	c.all(func(nd *cnode) error { return c.startServer(nd) })
+	t1 := time.Now()
 	c.all(func(nd *cnode) error { return c.connect(nd) })
+	t.Logf("cluster: servers up in %v, brokers in %v", t1.Sub(t0).Round(time.Millisecond), time.Since(t1).Round(time.Millisecond))
 	return c
 }
 
@@ -198,8 +201,10 @@ func (c *cluster) tryInfo(nd *cnode) (*jetstream.StreamInfo, error) {
 }
 
 // stepDown asks the rooms' stream leader to step down, for preferred
-// when not "", and waits until another leader (preferred) is in place.
-// It may run on another goroutine than the test's.
+// when not "", and waits until another leader (preferred) is in place. A
+// leader that steps down may be elected again (the peer it hands over to
+// must be current): it asks again, up to five times. It may run on another
+// goroutine than the test's.
 func (c *cluster) stepDown(through *cnode, preferred string) (string, error) {
 	info, err := c.tryInfo(through)
 	if err != nil {
@@ -217,31 +222,32 @@ func (c *cluster) stepDown(through *cnode, preferred string) (string, error) {
 		}{preferred}
 	}
 	body, _ := json.Marshal(req)
-	m, err := through.nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+through.b.stream, body, 5*time.Second)
-	if err != nil {
-		return "", fmt.Errorf("step down: %w", err)
-	}
-	var resp struct {
-		Success bool `json:"success"`
-	}
-	if json.Unmarshal(m.Data, &resp); !resp.Success {
-		return "", fmt.Errorf("step down: %s", m.Data)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		info, err := c.tryInfo(through)
+	l := old
+	for range 5 {
+		m, err := through.nc.Request("$JS.API.STREAM.LEADER.STEPDOWN."+through.b.stream, body, 5*time.Second)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("step down: %w", err)
 		}
-		l := info.Cluster.Leader
-		if l != "" && l != old && (preferred == "" || l == preferred) {
-			return l, nil
+		var resp struct {
+			Success bool `json:"success"`
 		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("no new leader after %s stepped down (now %q)", old, l)
+		if json.Unmarshal(m.Data, &resp); !resp.Success {
+			return "", fmt.Errorf("step down: %s", m.Data)
 		}
-		time.Sleep(20 * time.Millisecond)
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			info, err := c.tryInfo(through)
+			if err != nil {
+				return "", err
+			}
+			l = info.Cluster.Leader
+			if l != "" && l != old && (preferred == "" || l == preferred) {
+				return l, nil
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
+	return "", fmt.Errorf("no new leader after %s stepped down five times (now %q)", old, l)
 }
 
 // localState is the rooms' stream as the node's own store holds it,
@@ -782,14 +788,14 @@ func TestClusterLeaderChange(t *testing.T) {
 	var leaders []string
 	var stepErr error
 	var steps sync.WaitGroup
-	var stepMu sync.Mutex
+	var stepMu sync.Mutex // one step down at a time
 	step := func() {
 		// Concurrently with the publishing: the new leader is elected
 		// while publishes are in flight.
 		steps.Go(func() {
+			stepMu.Lock()
 			t0 := time.Now()
 			l, err := c.stepDown(a, "")
-			stepMu.Lock()
 			leaders = append(leaders, fmt.Sprintf("%s in %v", l, time.Since(t0).Round(time.Millisecond)))
 			stepErr = errors.Join(stepErr, err)
 			stepMu.Unlock()

@@ -192,15 +192,18 @@
 //
 // What R3 (Options.Replicas: 3) gives here. A publish is acknowledged once
 // a majority of the replicas has it in their RAFT log, so an acknowledged
-// publication survives the loss of any one node, and history reads keep working on the
-// two left: the stream elects a new leader among them, and a node that
-// comes back on its directory catches up from them. With two nodes lost,
-// the stream has no quorum: publishes and history reads fail (the hub's
-// publishers get an error, nothing is lost silently) until one returns.
-// R1 in a cluster keeps each message on one node: its loss stops the
-// rooms until it returns, and loses them with its disk. Positions do not
-// change with the leader: the stream sequence and the epoch are the same
-// on every replica.
+// publication survives the loss of any one node, and history reads keep
+// working on the two left: the stream elects a new leader among them, and
+// a node that comes back on its directory catches up from them. While a
+// new leader is elected, Publish waits for it (within its context); a
+// publish whose acknowledgement was lost on the way fails, and is stored
+// once if retried with the same key (the stream's duplicate window). With
+// two nodes lost the stream has no quorum: publishes and history reads
+// fail (the hub's publishers get an error, nothing is lost silently) until
+// one returns. R1 in a cluster keeps each message on one node: its loss
+// stops the rooms until it returns, and loses them with its disk.
+// Positions do not change with the leader: the stream sequence and the
+// epoch are the same on every replica.
 //
 // Live delivery in a cluster: the stream's leader republishes a stored
 // message (only the leader does: stream.go:7327), and NATS routes carry it
@@ -222,11 +225,11 @@
 //     733), that holds the leader and, from a few seconds after a leader
 //     is elected, every follower that has applied 90% of what the leader
 //     committed (jetstream_cluster.go:4557-4560 ticks every 2s, 4775-4781,
-//     4798-4822);
-//     a follower, once in, stays in (it leaves only when AllowDirect is
-//     turned off: stream.go:2883-2888). A request goes to any member, the
-//     local one no more than another (client.go:5598-5708), and a follower
-//     applies an entry after the leader acknowledged it.
+//     4798-4822); a follower, once in, stays in (it leaves only when
+//     AllowDirect is turned off: stream.go:2883-2888). A request goes to
+//     any member, the local one no more than another (client.go:
+//     5598-5708), and a follower applies an entry after the leader
+//     acknowledged it.
 //     TestClusterHistoryReadsItsWrites sees a direct get miss a publication
 //     acknowledged just before in a fifth to a half of its tries, on one
 //     machine.
@@ -245,9 +248,14 @@
 //     applied every entry of its log as of its election (raft.go:6315-6321,
 //     1601-1613): what its predecessor acknowledged, it has.
 //   - The stream's information ($JS.API.STREAM.INFO) comes from the
-//     leader, or, while a member believes the group has no leader, from
-//     that member's own state (jetstream_api.go:2100-2134): the broker
-//     refuses an answer that names no leader and asks again.
+//     leader, but also from every member that believes the group has no
+//     leader, and, for the first 10s of its raft node (after a restart
+//     too), from the group's preferred member, each with its own state
+//     (jetstream_api.go:2100-2134). Only the leader's answer carries
+//     LeaderSince (set and cleared with the complete leader state:
+//     raft.go:1603-1613, 6227-6230; reported at
+//     jetstream_cluster.go:14075-14076): the broker takes that one, waits
+//     250ms for it after another, and asks again when it did not come.
 //
 // So the broker keeps AllowDirect (bulk reads from any replica, which
 // spreads the load) and checks every read against the leader:
@@ -272,12 +280,22 @@
 //
 // The read is then as fresh as the leader at step 1 and starts where the
 // leader's room starts: everything acknowledged before History was called
-// is in it. It costs the same five requests as on one server, and a
-// lagging replica costs one leader request per message it lacks (the
-// broker counts these fallbacks). The rooms' last position for an empty
-// room is the leader's last sequence. A request lost in an election (no
-// member answers) costs an attempt's timeout, 2s; an answer "no leader"
-// is asked again every 100ms for as long as the caller's context allows.
+// is in it. TestHistoryCheckedAgainstLeader puts a replica that lags (its
+// tail, a purge, the start of the room) in place of the direct gets of one
+// server, every time; without step 2 or step 3 its reads come out short.
+// A read costs the same five requests as on one server, and a lagging
+// replica one leader request per message it lacks (the broker counts
+// these fallbacks). An empty room's position is the leader's last
+// sequence. A request lost in an election (no member answers) costs an
+// attempt's timeout, 2s; an answer "no leader" is asked again every 100ms
+// for as long as the caller's context allows.
+//
+// One limit, RAFT's own: a leader cut off from the other replicas takes
+// 10 to 20s to notice that it lost its quorum and step down (raft.go:
+// 3669-3673, 322-323). Until then it still answers as leader to the
+// clients that reach it, from a state that no longer grows: publishes
+// there fail (it cannot commit), but a read there may miss what the new
+// leader, on the other side, acknowledged.
 //
 // # Presence
 //

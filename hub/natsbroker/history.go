@@ -331,12 +331,18 @@ func (b *Broker) history(ctx context.Context, room string, q hub.HistoryQuery, v
 			if !viaLeader {
 				b.fallbacks.Add(1)
 			}
-			if viaLeader {
+			switch {
+			case viaLeader:
 				err = errChanged // the anchor was removed meanwhile
-			} else if last == 0 {
+			case last == 0:
 				_, err = b.readRoom(ctx, subj, since, false, batch, true, fn)
-			} else {
+			default:
 				_, err = b.readRoom(ctx, subj, last, true, batch, true, fn)
+				if errors.Is(err, errChanged) {
+					// The leader no longer has the replica's last
+					// message: the replica is behind on a removal too.
+					err = errStale
+				}
 			}
 		}
 		if err != nil {

@@ -83,10 +83,14 @@ func (b *Broker) putPresence(ctx context.Context, room string, c hub.ClientInfo)
 	if err != nil {
 		return err
 	}
-	if _, err := b.js.Publish(ctx, b.clientSubject(room, c), data, jetstream.WithExpectStream(b.presStream)); err != nil {
+	// Wait, as long as ctx allows, for a stream that has no leader yet to
+	// take the message (in a cluster: just created, or electing one).
+	popts := []jetstream.PublishOpt{jetstream.WithExpectStream(b.presStream),
+		jetstream.WithRetryAttempts(untilDone), jetstream.WithRetryWait(50 * time.Millisecond)}
+	if _, err := b.js.Publish(ctx, b.clientSubject(room, c), data, popts...); err != nil {
 		return err
 	}
-	_, err = b.js.Publish(ctx, b.userSubject(room, c), nil, jetstream.WithExpectStream(b.presStream))
+	_, err = b.js.Publish(ctx, b.userSubject(room, c), nil, popts...)
 	return err
 }
 
