@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/duplexws/duplex/hub"
@@ -26,8 +27,16 @@ type Options struct {
 	// Prefix starts every subject the broker uses; "" gives "duplex".
 	// Several hubs on one NATS system keep apart by Stream and Prefix.
 	Prefix string
-	// Replicas of the streams (1 or 3 in a cluster); 0 means 1.
+	// Replicas of the rooms' stream: 1, or 3 in a cluster of 3 nodes or
+	// more, where it survives the loss of one node; 0 means 1. JetStream
+	// places a stream on as many nodes as its replicas, so a cluster needs
+	// at least that many. Every node must ask for the same: New refuses a
+	// stream that has other replicas than it asks for.
 	Replicas int
+	// PresenceReplicas of the presence stream; 0 means Replicas. With 1,
+	// the presence of a whole cluster is lost with the node that holds it
+	// (and rebuilt by the next refreshes, PresenceTTL/3).
+	PresenceReplicas int
 	// Memory keeps the history in memory instead of files: for tests.
 	Memory bool
 
@@ -85,6 +94,10 @@ type Broker struct {
 	status chan nats.Status
 	stop   chan struct{}
 	wg     sync.WaitGroup
+
+	// fallbacks counts the history reads that a lagging replica sent, in
+	// part or whole, to the stream's leader.
+	fallbacks atomic.Uint64
 }
 
 // incarnation is one life of the rooms' stream: it ends when the stream is
@@ -114,6 +127,9 @@ func New(ctx context.Context, nc *nats.Conn, opts Options) (*Broker, error) {
 	}
 	if opts.Replicas <= 0 {
 		opts.Replicas = 1
+	}
+	if opts.PresenceReplicas <= 0 {
+		opts.PresenceReplicas = opts.Replicas
 	}
 	if opts.HistorySize <= 0 {
 		opts.HistorySize = hub.DefaultHistorySize
@@ -202,15 +218,15 @@ func (b *Broker) streamConfig(id string) jetstream.StreamConfig {
 }
 
 // ensureStream creates the rooms' stream, or adopts the one there and
-// brings its limits to the options, keeping its incarnation.
+// brings its limits to the options, keeping its incarnation. Nodes may call
+// it at once: JetStream's meta leader creates the stream once and answers
+// the others "name in use" (their configurations differ, by the random
+// incarnation id at least); they adopt the stream made. Replicas and
+// storage are not changed on a stream that exists: a node that asks for
+// others is refused, so that nodes started with different settings do not
+// take turns rewriting the stream.
 func (b *Broker) ensureStream(ctx context.Context) error {
-	s, err := b.js.Stream(ctx, b.stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		s, err = b.js.CreateStream(ctx, b.streamConfig(newID()))
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			s, err = b.js.Stream(ctx, b.stream) // another node was first
-		}
-	}
+	s, err := b.findOrCreate(ctx, b.streamConfig(newID()))
 	if err != nil {
 		return fmt.Errorf("natsbroker: stream %s: %w", b.stream, err)
 	}
@@ -220,6 +236,9 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 		return fmt.Errorf("natsbroker: stream %s exists but was not made by this broker (no %s metadata)", b.stream, metaIncarnation)
 	}
 	want := b.streamConfig(id)
+	if err := sameLayout(info.Config, want, "Replicas"); err != nil {
+		return err
+	}
 	if !sameConfig(info.Config, want) {
 		want.Metadata = info.Config.Metadata
 		if s, err = b.js.UpdateStream(ctx, want); err != nil {
@@ -228,6 +247,71 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 		info = s.CachedInfo()
 	}
 	b.setIncarnation(info)
+	return nil
+}
+
+// findOrCreate finds the stream cfg names, or creates it with cfg. While
+// a cluster is forming, or another node's creation of the same stream is
+// under way, JetStream may answer that it is not available, or that the
+// name is in use and then that the stream is not there yet, or not answer
+// at all (a stream whose first leader is being elected: nats-server
+// 2.15.2, jetstream_api.go:2100-2134, answers its info only from a leader,
+// or a preferred member): it asks again, each time for at most a second,
+// until ctx ends.
+func (b *Broker) findOrCreate(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		s, err := b.js.Stream(actx, cfg.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			s, err = b.js.CreateStream(actx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				s, err = b.js.Stream(actx, cfg.Name) // another node was first
+			}
+		}
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		if !transient(err) && !(errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil) {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// transient says whether a JetStream error may go away by itself soon: the
+// cluster electing a leader, a stream just created elsewhere, peers not
+// yet known to be online while the cluster forms (which, if the cluster
+// has fewer nodes than the replicas asked, lasts: New fails with it when
+// its context ends).
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamNotFound, codeClusterUnavailable, codeNoPeers:
+			return true
+		}
+	}
+	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, errNoLeader)
+}
+
+// sameLayout reports a stream whose replicas or storage differ from what
+// this node asks for: nothing changes them behind an operator's back.
+func sameLayout(have, want jetstream.StreamConfig, option string) error {
+	if have.Replicas != want.Replicas {
+		return fmt.Errorf("natsbroker: stream %s has %d replicas, this node asks for %d (Options.%s): "+
+			"start every node with the same replicas, or change the stream's first (nats stream edit %s --replicas %d)",
+			have.Name, have.Replicas, want.Replicas, option, have.Name, want.Replicas)
+	}
+	if have.Storage != want.Storage {
+		return fmt.Errorf("natsbroker: stream %s keeps its messages in %s, this node asks for %s (Options.Memory)",
+			have.Name, have.Storage, want.Storage)
+	}
 	return nil
 }
 
@@ -270,13 +354,19 @@ func (b *Broker) incarnation() incarnation {
 	return b.inc
 }
 
-// streamInfo reads the stream's state and refreshes the incarnation.
+// streamInfo reads the stream's state from its leader and refreshes the
+// incarnation.
 func (b *Broker) streamInfo(ctx context.Context) (*jetstream.StreamInfo, incarnation, error) {
-	s, err := b.js.Stream(ctx, b.stream)
+	return b.streamInfoOf(ctx, "")
+}
+
+// streamInfoOf is streamInfo with State.Subjects counting the messages of
+// the subjects that match filter.
+func (b *Broker) streamInfoOf(ctx context.Context, filter string) (*jetstream.StreamInfo, incarnation, error) {
+	info, err := b.leaderInfo(ctx, b.stream, filter)
 	if err != nil {
 		return nil, incarnation{}, err
 	}
-	info := s.CachedInfo()
 	return info, b.setIncarnation(info), nil
 }
 
@@ -313,9 +403,13 @@ func (b *Broker) Publish(ctx context.Context, room string, m hub.Message) (hub.P
 	defer cancel()
 	ack, err := b.js.PublishMsg(ctx, msg, popts...)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		// The stream is gone (deleted by an operator): make it again, in a
-		// new epoch, and publish there.
+		// Nothing took the message, for half a second (the client's
+		// retries): the stream is gone (deleted by an operator), or, in a
+		// cluster, it is electing a leader. Make it again if it is gone,
+		// in a new epoch, and publish there, waiting for a leader for as
+		// long as ctx allows.
 		if err = b.ensureStream(ctx); err == nil {
+			popts = append(popts, jetstream.WithRetryAttempts(untilDone), jetstream.WithRetryWait(50*time.Millisecond))
 			ack, err = b.js.PublishMsg(ctx, msg, popts...)
 		}
 	}

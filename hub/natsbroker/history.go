@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -92,33 +93,74 @@ func (b *Broker) directBatch(ctx context.Context, stream string, req directReq, 
 // attemptTimeout bounds one attempt of a history read; see History.
 const attemptTimeout = 2 * time.Second
 
-// errChanged says that a read spanning several batches saw its start
-// removed meanwhile: the caller reads again.
+// errChanged says that the room changed under a read (its start removed
+// while read in several batches, the stream created again): the caller
+// reads again.
 var errChanged = errors.New("natsbroker: history changed while read")
 
-// readRoom reads the messages of subject subj from sequence from on, in
-// order, until fn returns false or there are no more. Between batches it
-// checks that the last message read is still stored (the next batch starts
-// at it): messages leave a room only as a prefix, so then nothing after it
-// was removed and the batches join without a hole.
-func (b *Broker) readRoom(ctx context.Context, subj string, from uint64, batch int, fn func(*storedMsg) bool) error {
+// errStale says that the replica that answered a read lacked what the
+// stream's leader holds: the caller reads again from the leader.
+var errStale = errors.New("natsbroker: a replica lagged behind the stream's leader")
+
+// readRoom reads the messages of subject subj from sequence from on (from
+// itself included), in order, until fn returns false (then stopped is true)
+// or there are no more. With join, the message at from must still be
+// stored, and is not handed to fn: the read continues an earlier one that
+// ended there, and since messages leave a room only as a prefix of it,
+// nothing between them was removed.
+//
+// viaLeader reads with the leader's message gets, one message per request;
+// otherwise with direct gets in batches of up to batch (0 for as many as
+// the server sends), answered by whichever replica is nearest. Each batch
+// comes from one consistent view of one replica's store (stream.go
+// getDirectRequest holds the stream's isolation lock), and batches join as
+// above: whatever the replica, what the read returns is a run of the room
+// with no hole in it, though it may end early when the replica lags.
+func (b *Broker) readRoom(ctx context.Context, subj string, from uint64, join bool, batch int, viaLeader bool, fn func(*storedMsg) bool) (stopped bool, err error) {
+	if viaLeader {
+		seq := from
+		for {
+			m, err := b.leaderGet(ctx, b.stream, directReq{Seq: seq, NextFor: subj})
+			if errors.Is(err, errNoMessage) {
+				if join {
+					return false, errChanged
+				}
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			seq = m.seq + 1
+			if join {
+				join = false
+				if m.seq != from {
+					return false, errChanged
+				}
+				continue
+			}
+			if !fn(m) {
+				return true, nil
+			}
+		}
+	}
 	if batch <= 0 || batch > 1024 {
 		batch = 1024
 	}
-	var last uint64
 	for {
-		more := true
-		req := directReq{Seq: from, NextFor: subj, Batch: batch}
-		first := true
-		cont := last != 0
+		more, first := true, true
+		var last uint64
 		var errc error
-		n, pending, err := b.directBatch(ctx, b.stream, req, func(m *storedMsg) {
+		req := directReq{Seq: from, NextFor: subj, Batch: batch}
+		if join {
+			req.Batch++ // the joining message comes again
+		}
+		_, pending, err := b.directBatch(ctx, b.stream, req, func(m *storedMsg) {
 			if !more || errc != nil {
 				return
 			}
-			if first && cont {
+			if first && join {
 				first = false
-				if m.seq != last {
+				if m.seq != from {
 					errc = errChanged
 				}
 				return // read already
@@ -128,46 +170,29 @@ func (b *Broker) readRoom(ctx context.Context, subj string, from uint64, batch i
 			more = fn(m)
 		})
 		if errors.Is(err, errNoMessage) {
-			if cont {
-				return errChanged
+			if join {
+				return false, errChanged
 			}
-			return nil
+			return false, nil
 		}
 		if err != nil {
-			return err
+			return false, err
 		}
 		if errc != nil {
-			return errc
+			return false, errc
 		}
-		if !more || pending == 0 || n == 0 {
-			return nil
+		if !more {
+			return true, nil
 		}
-		from = last
+		if pending == 0 || last == 0 {
+			return false, nil
+		}
+		from, join = last, true
 	}
-}
-
-// roomHead reads the first message stored on subj and how many are stored.
-func (b *Broker) roomHead(ctx context.Context, subj string) (first uint64, count uint64, err error) {
-	n, pending, err := b.directBatch(ctx, b.stream, directReq{NextFor: subj, Batch: 1}, func(m *storedMsg) { first = m.seq })
-	if errors.Is(err, errNoMessage) {
-		return 0, 0, nil
-	}
-	if err != nil {
-		return 0, 0, err
-	}
-	return first, uint64(n) + pending, nil
-}
-
-// roomLast reads the sequence of the last message stored on subj, 0 for
-// none.
-func (b *Broker) roomLast(ctx context.Context, subj string) (uint64, error) {
-	var seq uint64
-	_, _, err := b.directBatch(ctx, b.stream, directReq{LastFor: subj}, func(m *storedMsg) { seq = m.seq })
-	return seq, err
 }
 
 // History implements hub.Broker; the package doc states the recovery rule
-// it applies to q.Since.
+// it applies to q.Since, and how it reads in a cluster.
 func (b *Broker) History(ctx context.Context, room string, q hub.HistoryQuery) (hub.History, error) {
 	if room == "" {
 		return hub.History{}, errors.New("natsbroker: empty room name")
@@ -177,8 +202,12 @@ func (b *Broker) History(ctx context.Context, room string, q hub.HistoryQuery) (
 	}
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
-	var err error
-	for attempt := range 3 {
+	var (
+		err       error
+		changes   int
+		viaLeader bool
+	)
+	for attempt := 0; ; attempt++ {
 		// A request sent just as the connection dropped gets no answer:
 		// the first attempts have a short time of their own, so that a
 		// reconnect costs a retry and not the caller's whole deadline.
@@ -187,11 +216,33 @@ func (b *Broker) History(ctx context.Context, room string, q hub.HistoryQuery) (
 			actx, acancel = context.WithTimeout(ctx, attemptTimeout)
 		}
 		var h hub.History
-		h, err = b.history(actx, room, q)
+		h, err = b.history(actx, room, q, viaLeader)
 		lost := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil
 		acancel()
-		if !errors.Is(err, errChanged) && !lost {
+		switch {
+		case errors.Is(err, errStale):
+			b.fallbacks.Add(1)
+			viaLeader = true
+			changes++
+		case errors.Is(err, errChanged):
+			changes++
+		case lost:
+		case errors.Is(err, errNoLeader), errors.Is(err, nats.ErrNoResponders):
+			// An election, or JetStream not up yet: wait for it as long
+			// as the caller does.
+			select {
+			case <-ctx.Done():
+				return hub.History{}, err
+			case <-time.After(100 * time.Millisecond):
+			}
+		default:
 			return h, err
+		}
+		if changes >= 3 {
+			break
+		}
+		if ctx.Err() != nil {
+			return hub.History{}, err
 		}
 	}
 	if q.Since != nil {
@@ -200,7 +251,7 @@ func (b *Broker) History(ctx context.Context, room string, q hub.HistoryQuery) (
 	return hub.History{}, err
 }
 
-func (b *Broker) history(ctx context.Context, room string, q hub.HistoryQuery) (hub.History, error) {
+func (b *Broker) history(ctx context.Context, room string, q hub.HistoryQuery, viaLeader bool) (hub.History, error) {
 	subj := b.roomSubject(token(room))
 	info, inc, err := b.streamInfo(ctx)
 	if err != nil {
@@ -214,29 +265,43 @@ func (b *Broker) history(ctx context.Context, room string, q hub.HistoryQuery) (
 			return hub.History{}, hub.ErrUnrecoverable
 		}
 	}
+	// The room's last message at the leader as the read starts: the read
+	// must get that far, unless it stops on its limit before.
+	var anchor uint64
+	if m, err := b.leaderGet(ctx, b.stream, directReq{LastFor: subj}); err == nil {
+		anchor = m.seq
+	} else if !errors.Is(err, errNoMessage) {
+		return hub.History{}, fmt.Errorf("natsbroker: history of %q: %w", room, err)
+	}
 
-	// Read: with Since, the messages after it (at least one, to see a
-	// purge marker right after it); without, the room from its oldest
-	// message, starting afresh after any purge marker. Reverse reads to
-	// the end and keeps the newest limit.
+	// Read: with Since, from Since itself (to see whether it is still
+	// stored) and at least one message after it (to see a purge marker
+	// right after it); without, the room from its oldest message, starting
+	// afresh after any purge marker. Reverse reads to the end and keeps the
+	// newest limit.
 	var (
-		pubs   []hub.Publication
-		prev   = since // the offset before the next one read
-		purged bool
-		from   uint64
-		batch  = limit
+		pubs        []hub.Publication
+		prev        = since // the offset before the next one read
+		purged      bool
+		first, last uint64 // the first and the last message read
+		stopped     bool
 	)
-	if q.Since != nil {
-		from = since + 1
-	}
-	if q.Reverse {
-		batch = 0 // to the end
-	}
-	if limit == 0 {
-		batch = 1
-	}
 	if q.Since != nil || limit > 0 {
-		err = b.readRoom(ctx, subj, from, batch, func(m *storedMsg) bool {
+		batch := limit
+		if q.Since != nil {
+			batch = max(limit, 1) + 1
+		}
+		if q.Reverse {
+			batch = 0 // to the end
+		}
+		fn := func(m *storedMsg) bool {
+			if first == 0 {
+				first = m.seq
+			}
+			last = m.seq
+			if q.Since != nil && m.seq == since {
+				return true // Since itself, still stored
+			}
 			if m.purge() {
 				if q.Since != nil {
 					purged = true
@@ -257,30 +322,73 @@ func (b *Broker) history(ctx context.Context, room string, q hub.HistoryQuery) (
 				pubs = pubs[1:]
 			}
 			return true
-		})
-	}
-	if err != nil {
-		return hub.History{}, err
-	}
-	if purged {
-		return hub.History{}, hub.ErrUnrecoverable
-	}
-	if q.Reverse {
-		for i, j := 0, len(pubs)-1; i < j; i, j = i+1, j-1 {
-			pubs[i], pubs[j] = pubs[j], pubs[i]
+		}
+		stopped, err = b.readRoom(ctx, subj, since, false, batch, viaLeader, fn)
+		if err == nil && !stopped && last < anchor {
+			// The replica that answered has not yet got as far as the
+			// leader had when the read began: read the rest from the
+			// leader, joined to what was read.
+			if !viaLeader {
+				b.fallbacks.Add(1)
+			}
+			switch {
+			case viaLeader:
+				err = errChanged // the anchor was removed meanwhile
+			case last == 0:
+				_, err = b.readRoom(ctx, subj, since, false, batch, true, fn)
+			default:
+				_, err = b.readRoom(ctx, subj, last, true, batch, true, fn)
+				if errors.Is(err, errChanged) {
+					// The leader no longer has the replica's last
+					// message: the replica is behind on a removal too.
+					err = errStale
+				}
+			}
+		}
+		if err != nil {
+			return hub.History{}, err
+		}
+		if purged {
+			return hub.History{}, hub.ErrUnrecoverable
+		}
+		// Where the read began must be where the leader's room begins
+		// now: its first message from Since on. Then the read is a run of
+		// the room from there (see readRoom), and a purge past Since,
+		// which leaves its marker first, shows. A replica that still
+		// holds what the leader has removed, or lacks what the leader
+		// holds, disagrees: read again from the leader.
+		var lead uint64
+		m, err := b.leaderGet(ctx, b.stream, directReq{Seq: since, NextFor: subj})
+		switch {
+		case err == nil:
+			lead = m.seq
+		case !errors.Is(err, errNoMessage):
+			return hub.History{}, err
+		}
+		if lead != first {
+			if q.Since != nil && m != nil && m.purge() && lead > since {
+				return hub.History{}, hub.ErrUnrecoverable // purged since the read
+			}
+			if viaLeader {
+				return hub.History{}, errChanged
+			}
+			return hub.History{}, errStale
+		}
+		if q.Reverse {
+			slices.Reverse(pubs)
 		}
 	}
 
-	// Latest, and the stream's state after the read: what was removed by
-	// then includes all that was removed before or during the read.
-	latest, err := b.roomLast(ctx, subj)
-	if errors.Is(err, errNoMessage) {
-		latest, err = info.State.LastSeq, nil // empty room: where the stream is
+	// Latest: the room's last message, at least as far as the read went;
+	// for an empty room, where the stream was.
+	latest := max(anchor, last)
+	if latest == 0 {
+		latest = info.State.LastSeq
 	}
-	if err != nil {
-		return hub.History{}, err
-	}
-	after, inc2, err := b.streamInfo(ctx)
+	// The stream's state after the read, from its leader: what was
+	// removed by then includes all that was removed before or during the
+	// read.
+	after, inc2, err := b.streamInfoOf(ctx, subj)
 	if err != nil {
 		return hub.History{}, err
 	}
@@ -291,14 +399,11 @@ func (b *Broker) history(ctx context.Context, room string, q hub.HistoryQuery) (
 	if q.Since == nil {
 		return h, nil
 	}
-	first, count, err := b.roomHead(ctx, subj)
-	if err != nil {
-		return hub.History{}, err
-	}
 	// The room's count limit as the stream has it now (another node may
 	// have set it); none means no count trimming at all.
+	count := after.State.Subjects[subj]
 	full := after.Config.MaxMsgsPerSubject > 0 && count >= uint64(after.Config.MaxMsgsPerSubject)
-	vouched := count > 0 && first <= since || // (a) a message at or before Since is still stored
+	vouched := since != 0 && first == since || // (a) Since itself is still stored
 		!full && since+1 >= after.State.FirstSeq // (b) nothing after Since was removed
 	if !vouched {
 		return hub.History{}, hub.ErrUnrecoverable

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/duplexws/duplex/hub"
@@ -41,15 +42,28 @@ func (b *Broker) presenceConfig() jetstream.StreamConfig {
 		MaxMsgs:           -1,
 		MaxBytes:          -1,
 		Storage:           jetstream.MemoryStorage, // presence does not outlive its connections
-		Replicas:          b.opts.Replicas,
+		Replicas:          b.opts.PresenceReplicas,
 		AllowDirect:       true,
 	}
 }
 
+// ensurePresenceStream creates the presence stream or adopts it, as
+// ensureStream does the rooms'.
 func (b *Broker) ensurePresenceStream(ctx context.Context) error {
-	s, err := b.js.CreateOrUpdateStream(ctx, b.presenceConfig())
+	want := b.presenceConfig()
+	s, err := b.findOrCreate(ctx, want)
 	if err != nil {
 		return fmt.Errorf("natsbroker: stream %s: %w", b.presStream, err)
+	}
+	have := s.CachedInfo().Config
+	if err := sameLayout(have, want, "PresenceReplicas"); err != nil {
+		return err
+	}
+	if have.MaxAge != want.MaxAge || have.MaxMsgsPerSubject != 1 || !have.AllowDirect ||
+		!slices.Equal(have.Subjects, want.Subjects) {
+		if s, err = b.js.UpdateStream(ctx, want); err != nil {
+			return fmt.Errorf("natsbroker: updating stream %s: %w", b.presStream, err)
+		}
 	}
 	b.pres = s
 	return nil
@@ -69,10 +83,14 @@ func (b *Broker) putPresence(ctx context.Context, room string, c hub.ClientInfo)
 	if err != nil {
 		return err
 	}
-	if _, err := b.js.Publish(ctx, b.clientSubject(room, c), data, jetstream.WithExpectStream(b.presStream)); err != nil {
+	// Wait, as long as ctx allows, for a stream that has no leader yet to
+	// take the message (in a cluster: just created, or electing one).
+	popts := []jetstream.PublishOpt{jetstream.WithExpectStream(b.presStream),
+		jetstream.WithRetryAttempts(untilDone), jetstream.WithRetryWait(50 * time.Millisecond)}
+	if _, err := b.js.Publish(ctx, b.clientSubject(room, c), data, popts...); err != nil {
 		return err
 	}
-	_, err = b.js.Publish(ctx, b.userSubject(room, c), nil, jetstream.WithExpectStream(b.presStream))
+	_, err = b.js.Publish(ctx, b.userSubject(room, c), nil, popts...)
 	return err
 }
 
@@ -137,7 +155,9 @@ func (b *Broker) removePresence(ctx context.Context, k presKey, c hub.ClientInfo
 	if err := b.pres.Purge(ctx, jetstream.WithPurgeSubject(b.clientSubject(k.room, c))); err != nil {
 		return fmt.Errorf("natsbroker: leave %q: %w", k.room, err)
 	}
-	left, err := b.countPresence(ctx, b.pre+"pr."+token(k.room)+"."+userToken(c.User, c.Client)+".*")
+	// Asked of the leader, which has applied the purge just acknowledged:
+	// a replica that has not yet would still count this client.
+	left, err := b.leaderCount(ctx, b.pre+"pr."+token(k.room)+"."+userToken(c.User, c.Client)+".*")
 	if err == nil && left == 0 {
 		err = b.pres.Purge(ctx, jetstream.WithPurgeSubject(b.userSubject(k.room, c)))
 	}
@@ -145,6 +165,20 @@ func (b *Broker) removePresence(ctx context.Context, k presKey, c hub.ClientInfo
 		return fmt.Errorf("natsbroker: leave %q: %w", k.room, err)
 	}
 	return b.event(k.room, "leave", c)
+}
+
+// leaderCount counts the entries matching filter on the presence stream's
+// leader.
+func (b *Broker) leaderCount(ctx context.Context, filter string) (int, error) {
+	info, err := b.leaderInfo(ctx, b.presStream, filter)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n, nil
 }
 
 // countPresence counts the entries matching filter: one direct get of the

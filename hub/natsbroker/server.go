@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -14,16 +16,43 @@ import (
 // ServerOptions configure StartServer.
 type ServerOptions struct {
 	// Dir is where JetStream keeps its file store; required. History
-	// survives a restart on the same Dir.
+	// survives a restart on the same Dir. Nodes of a cluster on one machine
+	// need a Dir each.
 	Dir string
-	// Name is the server's name, unique in a cluster; "" gives "duplex".
+	// Name is the server's name, unique in a cluster (JetStream tells its
+	// peers by it: two nodes with one name break the cluster); "" gives
+	// "duplex" for a single server, and is refused with Cluster.
 	Name string
 	// Listen, when set ("127.0.0.1:4222", or port 0 for any free port), also
-	// serves NATS clients over TCP. Otherwise the server has no network
-	// listener at all and is reached only in process (Server.Connect).
+	// serves NATS clients over TCP. Otherwise a single server has no network
+	// listener at all and is reached only in process (Server.Connect); a
+	// node of a cluster listens on 127.0.0.1 at a free port, which it does
+	// not advertise (nats-server starts its routes only once a client
+	// listener is up: server.go Start, route.go StartRouting).
 	Listen string
-	// ReadyTimeout bounds StartServer's wait for the server; 0 means 10s.
+	// ReadyTimeout bounds StartServer's wait for the server to take
+	// connections; 0 means 10s.
 	ReadyTimeout time.Duration
+
+	// Cluster, when set, names the NATS cluster the server joins by routes:
+	// every node of the cluster has the same Cluster, its own Name and its
+	// own Dir. JetStream then runs clustered: streams are placed on, and
+	// replicated to, as many nodes as their replicas (Options.Replicas).
+	Cluster string
+	// ClusterListen is where the node takes routes from the other nodes
+	// ("0.0.0.0:6222"; port 0 for any free port, see ClusterURL); required
+	// with Cluster.
+	ClusterListen string
+	// Routes lists the cluster addresses of the nodes ("host:port" or
+	// "nats-route://host:port"). List every node, this one included (a
+	// route to itself is ignored): JetStream takes the number of routes as
+	// the cluster's size, for its quorum, until the nodes have met.
+	Routes []string
+	// ClusterTimeout bounds StartServer's wait, with Cluster, until the node
+	// has joined the cluster's JetStream: a meta leader is elected and this
+	// node is current with it. That takes a quorum of the nodes (2 of 3), so
+	// start them together; 0 means 60s.
+	ClusterTimeout time.Duration
 	// Logs, when set, sends the server's notices to the standard logger.
 	Logs bool
 }
@@ -34,31 +63,12 @@ type Server struct {
 }
 
 // StartServer starts a nats-server with JetStream on a file store under
-// opts.Dir, in this process, and waits until it takes connections.
+// opts.Dir, in this process, and waits until it takes connections; with
+// opts.Cluster, also until it has joined the cluster's JetStream.
 func StartServer(opts ServerOptions) (*Server, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("natsbroker: ServerOptions.Dir is required")
-	}
-	if opts.Name == "" {
-		opts.Name = "duplex"
-	}
-	if opts.ReadyTimeout <= 0 {
-		opts.ReadyTimeout = 10 * time.Second
-	}
-	so := &server.Options{
-		ServerName: opts.Name,
-		JetStream:  true,
-		StoreDir:   opts.Dir,
-		NoSigs:     true, // the host program owns signals
-		NoLog:      !opts.Logs,
-		DontListen: opts.Listen == "",
-	}
-	if opts.Listen != "" {
-		host, port, err := splitHostPort(opts.Listen)
-		if err != nil {
-			return nil, err
-		}
-		so.Host, so.Port = host, port
+	so, err := serverOptions(&opts)
+	if err != nil {
+		return nil, err
 	}
 	ns, err := server.NewServer(so)
 	if err != nil {
@@ -68,12 +78,125 @@ func StartServer(opts ServerOptions) (*Server, error) {
 		ns.ConfigureLogger()
 	}
 	ns.Start()
-	if !ns.ReadyForConnections(opts.ReadyTimeout) {
+	fail := func(err error) (*Server, error) {
 		ns.Shutdown()
 		ns.WaitForShutdown()
-		return nil, errors.New("natsbroker: embedded nats-server did not become ready")
+		return nil, err
 	}
-	return &Server{ns: ns}, nil
+	if !ns.ReadyForConnections(opts.ReadyTimeout) {
+		return fail(errors.New("natsbroker: embedded nats-server did not become ready"))
+	}
+	s := &Server{ns: ns}
+	if opts.Cluster != "" {
+		if err := s.waitJetStream(opts.ClusterTimeout); err != nil {
+			return fail(err)
+		}
+	}
+	return s, nil
+}
+
+func serverOptions(opts *ServerOptions) (*server.Options, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("natsbroker: ServerOptions.Dir is required")
+	}
+	if opts.Name == "" {
+		if opts.Cluster != "" {
+			return nil, errors.New("natsbroker: a node of a cluster needs a Name of its own")
+		}
+		opts.Name = "duplex"
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = 10 * time.Second
+	}
+	if opts.ClusterTimeout <= 0 {
+		opts.ClusterTimeout = 60 * time.Second
+	}
+	so := &server.Options{
+		ServerName: opts.Name,
+		JetStream:  true,
+		StoreDir:   opts.Dir,
+		NoSigs:     true, // the host program owns signals
+		NoLog:      !opts.Logs,
+		DontListen: opts.Listen == "" && opts.Cluster == "",
+	}
+	if opts.Listen != "" {
+		host, port, err := splitHostPort(opts.Listen)
+		if err != nil {
+			return nil, err
+		}
+		so.Host, so.Port = host, port
+	}
+	if opts.Cluster == "" {
+		if opts.ClusterListen != "" || len(opts.Routes) > 0 {
+			return nil, errors.New("natsbroker: ClusterListen and Routes need a Cluster name")
+		}
+		return so, nil
+	}
+	if opts.ClusterListen == "" {
+		return nil, errors.New("natsbroker: a cluster needs ClusterListen, the address the node takes routes on")
+	}
+	if opts.Listen == "" {
+		// Routes start only once a client listener is up: a loopback one,
+		// not advertised to clients, so that none is sent to a node's
+		// address that means something else on another machine.
+		so.Host, so.Port = "127.0.0.1", server.RANDOM_PORT
+		so.Cluster.NoAdvertise = true
+	}
+	host, port, err := splitAddr("cluster address", opts.ClusterListen)
+	if err != nil {
+		return nil, err
+	}
+	so.Cluster.Name = opts.Cluster
+	so.Cluster.Host, so.Cluster.Port = host, port
+	for _, r := range opts.Routes {
+		u, err := routeURL(r)
+		if err != nil {
+			return nil, err
+		}
+		so.Routes = append(so.Routes, u)
+	}
+	return so, nil
+}
+
+// routeURL reads "host:port" or "nats-route://host:port".
+func routeURL(r string) (*url.URL, error) {
+	r = strings.TrimSpace(r)
+	if !strings.Contains(r, "://") {
+		r = "nats-route://" + r
+	}
+	u, err := url.Parse(r)
+	if err != nil || u.Host == "" || u.Port() == "" {
+		return nil, fmt.Errorf("natsbroker: route %q: want host:port or nats-route://host:port", r)
+	}
+	return u, nil
+}
+
+// waitJetStream waits until this node knows the JetStream meta leader and
+// is current with it (what nats-server's own health check asks of a
+// clustered node: jetstream_cluster.go JetStreamIsCurrent, raft.go
+// isCurrent), so that a broker on it can create or find its streams.
+func (s *Server) waitJetStream(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if s.ns.JetStreamIsCurrent() && s.metaLeader() != "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("natsbroker: node %s did not join the JetStream cluster within %v (%d routes up; a quorum of the nodes must be running)",
+				s.ns.Name(), timeout, s.ns.NumRoutes())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// metaLeader is the name of the JetStream meta leader this node knows, ""
+// for none.
+func (s *Server) metaLeader() string {
+	jsz, err := s.ns.Jsz(&server.JSzOptions{LeaderOnly: false})
+	if err != nil || jsz.Meta == nil {
+		return ""
+	}
+	return jsz.Meta.Leader
 }
 
 // Connect opens a client connection to the server in process (no socket),
@@ -90,6 +213,19 @@ func (s *Server) ClientURL() string {
 	}
 	return s.ns.ClientURL()
 }
+
+// ClusterURL is the node's route address, nats-route://host:port, when it
+// is a node of a cluster, else "".
+func (s *Server) ClusterURL() string {
+	a := s.ns.ClusterAddr()
+	if a == nil {
+		return ""
+	}
+	return "nats-route://" + a.String()
+}
+
+// Name is the server's name.
+func (s *Server) Name() string { return s.ns.Name() }
 
 // NATS returns the embedded server, for what this package does not wrap.
 func (s *Server) NATS() *server.Server { return s.ns }
@@ -109,13 +245,17 @@ func Connect(url string, opts ...nats.Option) (*nats.Conn, error) {
 }
 
 func splitHostPort(addr string) (string, int, error) {
+	return splitAddr("listen address", addr)
+}
+
+func splitAddr(what, addr string) (string, int, error) {
 	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "", 0, fmt.Errorf("natsbroker: listen address %q: %w", addr, err)
+		return "", 0, fmt.Errorf("natsbroker: %s %q: %w", what, addr, err)
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil || port < 0 || port > 65535 {
-		return "", 0, fmt.Errorf("natsbroker: listen address %q: bad port", addr)
+		return "", 0, fmt.Errorf("natsbroker: %s %q: bad port", what, addr)
 	}
 	if port == 0 {
 		port = server.RANDOM_PORT
