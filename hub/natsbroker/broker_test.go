@@ -375,3 +375,21 @@ func TestRestartKeepsHistoryAndEpoch(t *testing.T) {
 		t.Fatalf("recovered %v", offsets(got))
 	}
 }
+
+// Ready follows the NATS connection: ready while connected, not while it is
+// down, and never once closed.
+func TestReadyFollowsConnection(t *testing.T) {
+	n := newNode(t, "", Options{})
+	ctx := context.Background()
+	if err := n.b.Ready(ctx); err != nil {
+		t.Fatalf("connected broker: %v", err)
+	}
+	n.nc.Close()
+	if err := n.b.Ready(ctx); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("broker with its connection closed: %v, want ErrNotConnected", err)
+	}
+	n.b.Close()
+	if err := n.b.Ready(ctx); err == nil {
+		t.Fatal("closed broker says ready")
+	}
+}
