@@ -21,7 +21,18 @@ type brokerOptions struct {
 	dataDir string // the embedded NATS server's file store is dataDir/nats
 	url     string // an external NATS system instead of the embedded server
 	listen  string // the embedded server also serves NATS clients here
+
+	// A cluster of embedded servers (flags -nats-cluster, -nats-routes,
+	// -nats-name, -nats-replicas).
+	clusterListen string   // this node's route address; set: clustered
+	routes        []string // every node's route address
+	name          string   // this node's server name, unique in the cluster
+	replicas      int      // of the rooms' stream: 1, or 3 in a cluster
 }
+
+// clusterName is the NATS cluster's name: every duplex node of a cluster has
+// the same.
+const clusterName = "duplex"
 
 // defaultDataDir is -data-dir's default: a directory beside where duplex is
 // started, where its owner sees it, not a temporary one that a reboot empties.
@@ -60,7 +71,12 @@ func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (h
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, nil, fmt.Errorf("-data-dir: %w", err)
 		}
-		if srv, err = natsbroker.StartServer(natsbroker.ServerOptions{Dir: dir, Listen: opts.listen}); err != nil {
+		so := natsbroker.ServerOptions{Dir: dir, Listen: opts.listen}
+		if opts.clusterListen != "" {
+			so.Cluster, so.ClusterListen, so.Routes, so.Name = clusterName, opts.clusterListen, opts.routes, opts.name
+			logger.Info("joining the NATS cluster", "name", opts.name, "cluster_listen", opts.clusterListen, "routes", opts.routes)
+		}
+		if srv, err = natsbroker.StartServer(so); err != nil {
 			return nil, nil, fmt.Errorf("embedded NATS server: %w", err)
 		}
 		stop = append(stop, srv.Shutdown)
@@ -77,7 +93,7 @@ func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (h
 	}
 	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	b, err := natsbroker.New(bctx, nc, natsbroker.Options{})
+	b, err := natsbroker.New(bctx, nc, natsbroker.Options{Replicas: opts.replicas})
 	if err != nil {
 		undo()
 		return nil, nil, fmt.Errorf("NATS broker: %w", err)

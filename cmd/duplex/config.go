@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -74,6 +76,15 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		"`URLs` (comma-separated) of an existing NATS system to use instead of the embedded server (env DUPLEX_NATS_URL)")
 	natsListen := fs.String("nats-listen", env("DUPLEX_NATS_LISTEN", ""),
 		"`address` where the embedded NATS server also serves NATS clients; none by default (env DUPLEX_NATS_LISTEN)")
+	natsCluster := fs.String("nats-cluster", env("DUPLEX_NATS_CLUSTER", ""),
+		"`address` (host:port) where this node's embedded NATS server takes routes from the other nodes of a\n"+
+			"cluster; set, the node joins the cluster of -nats-routes (env DUPLEX_NATS_CLUSTER)")
+	natsRoutes := fs.String("nats-routes", env("DUPLEX_NATS_ROUTES", ""),
+		"comma-separated route `addresses` (host:port) of every node of the cluster, this one included (env DUPLEX_NATS_ROUTES)")
+	natsName := fs.String("nats-name", env("DUPLEX_NATS_NAME", ""),
+		"this node's `name` in the NATS cluster, unique per node; default: the host name and -nats-cluster's port (env DUPLEX_NATS_NAME)")
+	natsReplicas := fs.String("nats-replicas", env("DUPLEX_NATS_REPLICAS", "1"),
+		"`copies` of the rooms' history in the NATS cluster: 1, or 3 to survive the loss of a node (env DUPLEX_NATS_REPLICAS)")
 	readTLS := addTLSFlags(fs, getenv)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index?room=NAME (hub WebSocket /chat/hub, events /chat/rooms/{room}/events), the guide's echo GET /chat/echo (WebSocket /chat/connect); for operations GET /metrics (Prometheus), GET /healthz (the process is up) and GET /readyz (200 while it takes connections, 503 once shutting down).\n\n")
@@ -147,10 +158,47 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	case cfg.broker.dataDir == "":
 		return config{}, usageError{fmt.Errorf("-data-dir is empty")}
 	}
+	if err := parseCluster(&cfg.broker, *natsCluster, *natsRoutes, *natsName, *natsReplicas); err != nil {
+		return config{}, usageError{err}
+	}
 	tlsOpts, err := readTLS()
 	if err != nil {
 		return config{}, usageError{err}
 	}
 	cfg.tls = tlsOpts
 	return cfg, nil
+}
+
+// parseCluster reads the cluster flags into b.
+func parseCluster(b *brokerOptions, listen, routes, name, replicas string) error {
+	b.clusterListen, b.name = strings.TrimSpace(listen), strings.TrimSpace(name)
+	for _, r := range strings.Split(routes, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			b.routes = append(b.routes, r)
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(replicas))
+	if err != nil || n < 1 || n > 5 {
+		return fmt.Errorf("-nats-replicas: %q is not 1 to 5", replicas)
+	}
+	b.replicas = n
+	switch {
+	case b.clusterListen == "" && (len(b.routes) > 0 || b.name != ""):
+		return fmt.Errorf("-nats-routes and -nats-name need -nats-cluster")
+	case b.clusterListen != "" && (b.kind != "nats" || b.url != ""):
+		return fmt.Errorf("-nats-cluster is for the embedded NATS server: not with -broker memory or -nats-url")
+	case b.clusterListen != "" && len(b.routes) == 0:
+		return fmt.Errorf("-nats-cluster needs -nats-routes, the route addresses of the cluster's nodes")
+	case b.replicas > 1 && b.clusterListen == "" && b.url == "":
+		return fmt.Errorf("-nats-replicas %d needs a cluster (-nats-cluster) or an external one (-nats-url)", b.replicas)
+	}
+	if b.clusterListen != "" && b.name == "" {
+		host, _ := os.Hostname()
+		_, port, err := net.SplitHostPort(b.clusterListen)
+		if err != nil {
+			return fmt.Errorf("-nats-cluster: %v", err)
+		}
+		b.name = host + "-" + port
+	}
+	return nil
 }
