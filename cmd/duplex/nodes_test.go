@@ -325,10 +325,11 @@ func TestKillNodeMidStream(t *testing.T) {
 		len(rooms), scale.perRoom, pubEnd.Sub(pubs[0].started).Round(time.Millisecond), maxLat.Round(time.Millisecond), maxLatN,
 		maxGap.Round(time.Millisecond), retries)
 	var recov []time.Duration
-	var reconnects, recoveries, cSubReconnects int
+	var reconnects, recoveries, recoveredPubs, cSubReconnects int
 	for _, s := range subs {
 		reconnects += s.reconnects
 		recoveries += s.recoveries
+		recoveredPubs += s.recoveredPubs
 		recov = append(recov, s.recoverTook...)
 		if s.home == c.name {
 			cSubReconnects += s.reconnects
@@ -342,8 +343,8 @@ func TestKillNodeMidStream(t *testing.T) {
 	}
 	slices.Sort(recov)
 	if len(recov) > 0 {
-		t.Logf("%d reconnects (%d of C's own subscribers), %d rooms recovered; time from disconnect to all rooms recovered: min %v, median %v, max %v",
-			reconnects, cSubReconnects, recoveries, recov[0].Round(time.Millisecond), recov[len(recov)/2].Round(time.Millisecond), recov[len(recov)-1].Round(time.Millisecond))
+		t.Logf("%d reconnects (%d of C's own subscribers), %d rooms recovered with %d publications in all; time from disconnect to all rooms recovered: min %v, median %v, max %v",
+			reconnects, cSubReconnects, recoveries, recoveredPubs, recov[0].Round(time.Millisecond), recov[len(recov)/2].Round(time.Millisecond), recov[len(recov)-1].Round(time.Millisecond))
 	}
 	for _, nd := range []*node{a, c} {
 		if lines := nd.logs.linesWith("level=WARN"); len(lines) > 0 {
@@ -382,14 +383,15 @@ type killSub struct {
 	rooms []string
 	want  int
 
-	last        map[string]hub.Position
-	got         map[string][]killRec
-	errs        []string
-	reconnects  int
-	recoveries  int
-	disconnects []string        // disconnect pushes received
-	sessionErrs []string        // failed attempts to dial, connect or subscribe
-	recoverTook []time.Duration // from a disconnect to every room recovered
+	last          map[string]hub.Position
+	got           map[string][]killRec
+	errs          []string
+	reconnects    int
+	recoveries    int
+	recoveredPubs int             // publications received in subscribe replies after a since
+	disconnects   []string        // disconnect pushes received
+	sessionErrs   []string        // failed attempts to dial, connect or subscribe
+	recoverTook   []time.Duration // from a disconnect to every room recovered
 }
 
 func (s *killSub) done() bool {
@@ -545,6 +547,7 @@ func (s *killSub) session(ctx context.Context) (*websocket.Conn, error) {
 				return nil, errRefused
 			}
 			s.recoveries++
+			s.recoveredPubs += len(r.Publications)
 			for _, p := range r.Publications {
 				s.pub(room, p.Offset, p.Epoch, p.Data, "recovered")
 			}
