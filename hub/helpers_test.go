@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -61,6 +62,29 @@ func startHub(t testing.TB, opts Options) (*Hub, string) {
 	t.Helper()
 	h := New(opts)
 	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h.Shutdown(ctx)
+		srv.Close()
+	})
+	return h, "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+// startHubSendBuffer is startHub with the server's socket send buffers fixed
+// at sndbuf bytes, as a server with many subscribers would set them:
+// otherwise Linux lets each grow to tcp_wmem's maximum (4 MiB here) and hides
+// that much behind a client that does not read before the hub's queue sees
+// any of it.
+func startHubSendBuffer(t testing.TB, opts Options, sndbuf int) (*Hub, string) {
+	t.Helper()
+	h := New(opts)
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		c.(*net.TCPConn).SetWriteBuffer(sndbuf)
+		return ctx
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

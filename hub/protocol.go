@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/duplexws/duplex/websocket"
 )
 
 // Subprotocol is the WebSocket subprotocol of the hub's wire protocol,
@@ -143,6 +145,30 @@ type disconnectPush struct {
 	Reason    string `json:"reason"`
 	Reconnect bool   `json:"reconnect"`
 }
+
+// disconnectMessage is the disconnect push for a close with code. Its
+// reconnect flag follows from the code, as PROTOCOL.md's close-code table
+// says: a client reconnects after anything but a bad request or a refused
+// connect.
+func disconnectMessage(code websocket.StatusCode, reason string) []byte {
+	reconnect := code != CloseBadRequest && code != CloseUnauthorized
+	msg, _ := json.Marshal(disconnectPush{Push: "disconnect", Code: int(code), Reason: reason, Reconnect: reconnect})
+	return msg
+}
+
+// parseCommand decodes one message of a client: a command is a text message
+// holding a JSON object with a positive id and an op.
+func parseCommand(msg websocket.Message) (command, bool) {
+	var cmd command
+	if msg.Type != websocket.MessageText || json.Unmarshal(msg.Data, &cmd) != nil || cmd.ID == 0 || cmd.Op == "" {
+		return command{}, false
+	}
+	return cmd, true
+}
+
+// errNotACommand is the reason of the close for a message parseCommand
+// refuses.
+const errNotACommand = "a command is a text message holding a JSON object with a positive id and an op"
 
 // maxRoomName is the longest room name, in bytes.
 const maxRoomName = 256

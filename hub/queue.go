@@ -176,8 +176,8 @@ func (s *session) overflowLocked() {
 
 // disconnect queues the disconnect push and then closes the connection with
 // code, once what is queued before it is written.
-func (s *session) disconnect(code websocket.StatusCode, reason string, reconnect bool) {
-	msg, _ := json.Marshal(disconnectPush{Push: "disconnect", Code: int(code), Reason: reason, Reconnect: reconnect})
+func (s *session) disconnect(code websocket.StatusCode, reason string) {
+	msg := disconnectMessage(code, reason)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {

@@ -62,7 +62,7 @@ type subscriber interface {
 	overflow()
 	// disconnect closes the subscriber with code once what is queued is
 	// written.
-	disconnect(code websocket.StatusCode, reason string, reconnect bool)
+	disconnect(code websocket.StatusCode, reason string)
 }
 
 // subscription is one client's subscription to one room.
@@ -206,22 +206,15 @@ func (r *room) drain() {
 
 		r.mu.Lock()
 		repair := false
-		for i, ev := range evs {
-			if r.closed || r.retired {
-				break
+		switch {
+		case r.closed || r.retired:
+		case !r.started || r.repairing:
+			r.backlog = append(r.backlog, evs...)
+			if len(r.backlog) > maxBacklog {
+				r.resetLocked("fell too far behind the broker")
 			}
-			if !r.started || r.repairing {
-				r.backlog = append(r.backlog, evs[i:]...)
-				if len(r.backlog) > maxBacklog {
-					r.resetLocked("fell too far behind the broker")
-				}
-				break
-			}
-			if r.applyLocked(ev) {
-				r.backlog = append(r.backlog, evs[i+1:]...)
-				repair = true
-				break
-			}
+		default:
+			repair = r.applyAllLocked(evs)
 		}
 		r.mu.Unlock()
 		if repair {
@@ -240,6 +233,9 @@ func (r *room) drain() {
 // run.
 func (r *room) applyAllLocked(evs []Event) bool {
 	for i, ev := range evs {
+		if r.retired {
+			return false // reset by an earlier event: it delivers nothing more
+		}
 		if r.applyLocked(ev) {
 			r.backlog = append(r.backlog, evs[i+1:]...)
 			return true
@@ -322,7 +318,7 @@ func (r *room) dropLocked(sub *subscription, code websocket.StatusCode, reason s
 	if code == CloseSlowConsumer {
 		sub.s.overflow()
 	} else if code != 0 {
-		sub.s.disconnect(code, reason, true)
+		sub.s.disconnect(code, reason)
 	}
 }
 

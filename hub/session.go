@@ -88,12 +88,9 @@ func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) (er
 			return rerr
 		}
 		buf = msg.Data[:0]
-		if msg.Type != websocket.MessageText {
-			return s.badRequest("binary messages are not part of " + Subprotocol)
-		}
-		var cmd command
-		if err := json.Unmarshal(msg.Data, &cmd); err != nil || cmd.ID == 0 || cmd.Op == "" {
-			return s.badRequest("a command is a JSON object with a positive id and an op")
+		cmd, ok := parseCommand(msg)
+		if !ok {
+			return s.closeErr(CloseBadRequest, errNotACommand)
 		}
 		if err := s.run(ctx, &cmd); err != nil {
 			return err
@@ -108,17 +105,17 @@ func (s *session) connect(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return s.closeErr(CloseConnectTimeout, "connect timeout", true)
+			return s.closeErr(CloseConnectTimeout, "connect timeout")
 		}
 		return err
 	}
-	var cmd command
-	if msg.Type != websocket.MessageText || json.Unmarshal(msg.Data, &cmd) != nil || cmd.ID == 0 || cmd.Op == "" {
-		return s.badRequest("a command is a JSON object with a positive id and an op")
+	cmd, ok := parseCommand(msg)
+	if !ok {
+		return s.closeErr(CloseBadRequest, errNotACommand)
 	}
 	if cmd.Op != "connect" {
 		s.replyNow(cmd.ID, nil, &Error{Code: CodeUnauthorized, Message: "connect first"})
-		return s.closeErr(CloseUnauthorized, "connect first", false)
+		return s.closeErr(CloseUnauthorized, "connect first")
 	}
 	id := Identity{}
 	if auth := s.h.opts.Authenticate; auth != nil {
@@ -127,7 +124,7 @@ func (s *session) connect(ctx context.Context) error {
 			e := asError(err, CodeUnauthorized, "unauthorized")
 			s.h.log.Info("hub: connect refused", "remote", s.c.RemoteAddr().String(), "error", err)
 			s.replyNow(cmd.ID, nil, e)
-			return s.closeErr(CloseUnauthorized, e.Message, false)
+			return s.closeErr(CloseUnauthorized, e.Message)
 		}
 	}
 	if len(id.Info) > 0 && !json.Valid(id.Info) {
@@ -345,26 +342,24 @@ func (s *session) end() {
 	s.mu.Unlock()
 }
 
-// badRequest ends the connection with CloseBadRequest.
-func (s *session) badRequest(why string) error {
-	return s.closeErr(CloseBadRequest, why, false)
-}
-
 // replyNow writes a reply at once, for the connect phase, when nothing else
 // is queued and the connection may be closed right after.
 func (s *session) replyNow(id uint64, result any, e *Error) {
 	msg, _ := json.Marshal(reply{ID: id, Result: result, Error: e})
-	wctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	s.c.Write(wctx, websocket.MessageText, msg)
-	cancel()
+	s.writeNow(msg)
 }
 
 // closeErr sends the disconnect push (best effort, bounded) and returns the
 // error that makes websocket's Open close with code.
-func (s *session) closeErr(code websocket.StatusCode, reason string, reconnect bool) error {
-	msg, _ := json.Marshal(disconnectPush{Push: "disconnect", Code: int(code), Reason: reason, Reconnect: reconnect})
+func (s *session) closeErr(code websocket.StatusCode, reason string) error {
+	s.writeNow(disconnectMessage(code, reason))
+	return &websocket.CloseError{Code: code, Reason: reason}
+}
+
+// writeNow writes msg past the queue, waiting at most a second: for what the
+// connection says just before it closes.
+func (s *session) writeNow(msg []byte) {
 	wctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	s.c.Write(wctx, websocket.MessageText, msg)
 	cancel()
-	return &websocket.CloseError{Code: code, Reason: reason}
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"slices"
 	"strconv"
@@ -38,24 +37,8 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 	if raceEnabled {
 		perSec = 200 // the race detector slows the fast clients' reading
 	}
-	// The server's socket send buffers are fixed small, as a server with
-	// many subscribers would set them: otherwise Linux lets each grow to
-	// tcp_wmem's maximum (4 MiB here) and hides that much behind a client
-	// that does not read before the hub's queue sees any of it.
-	h := New(Options{QueueBytes: queueBytes})
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		c.(*net.TCPConn).SetWriteBuffer(sndbuf)
-		return ctx
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		h.Shutdown(sctx)
-		srv.Close()
-	})
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	// Small server send buffers: see startHubSendBuffer.
+	h, url := startHubSendBuffer(t, Options{QueueBytes: queueBytes}, sndbuf)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -99,12 +82,6 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 			}
 		}()
 	}
-	closeFast := func() {
-		// The fast clients' connections end with the test's cleanup; their
-		// readers return then.
-	}
-	_ = closeFast
-
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)

@@ -226,7 +226,7 @@ func (st *eventStream) overflow() {
 	st.mu.Unlock()
 }
 
-func (st *eventStream) disconnect(websocket.StatusCode, string, bool) {
+func (st *eventStream) disconnect(websocket.StatusCode, string) {
 	st.mu.Lock()
 	st.endLocked(false)
 	st.mu.Unlock()

@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -107,20 +105,7 @@ func TestObservationOptions(t *testing.T) {
 // go back to zero.
 func TestStatsQueueDepth(t *testing.T) {
 	const queueBytes = 64 << 10
-	h := New(Options{QueueBytes: queueBytes})
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-		c.(*net.TCPConn).SetWriteBuffer(16 << 10) // the queue fills soon
-		return ctx
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		h.Shutdown(sctx)
-		srv.Close()
-	})
-	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	h, url := startHubSendBuffer(t, Options{QueueBytes: queueBytes}, 16<<10) // the queue fills soon
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	slow := dialSmallBuffer(t, ctx, url, 8<<10)
