@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,55 +36,14 @@ func TestThreeNodeCluster(t *testing.T) {
 	routes := freeAddrs(t, 3)
 	// The nodes must start together: each waits for the cluster's JetStream
 	// to have a leader, which takes two of them.
-	nodes := make([]*server, 3)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []string
+	var started []*launched
 	for i := range 3 {
-		logs := newLogSink()
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		args := []string{"-addr", "127.0.0.1:0", "-data-dir", t.TempDir(), "-nats-cluster", routes[i],
-			"-nats-routes", strings.Join(routes, ","), "-nats-name", fmt.Sprintf("node%d", i), "-nats-replicas", "3"}
-		go func() { done <- run(ctx, args, func(string) string { return "" }, logs) }()
-		var once sync.Once
-		var runErr error
-		stop := func() error {
-			once.Do(func() {
-				cancel()
-				select {
-				case runErr = <-done:
-				case <-time.After(testTimeout):
-					runErr = fmt.Errorf("run did not return")
-				}
-			})
-			return runErr
-		}
-		t.Cleanup(func() {
-			if err := stop(); err != nil {
-				t.Errorf("node %d: %v", i, err)
-			}
-		})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case addr := <-logs.listening:
-				nodes[i] = &server{addr: addr, logs: logs, stop: stop}
-			case err := <-done:
-				mu.Lock()
-				errs = append(errs, fmt.Sprintf("node %d returned before listening: %v\n%s", i, err, logs))
-				mu.Unlock()
-			case <-time.After(90 * time.Second):
-				mu.Lock()
-				errs = append(errs, fmt.Sprintf("node %d did not listen:\n%s", i, logs))
-				mu.Unlock()
-			}
-		}()
+		started = append(started, launchRun(t, []string{"-addr", "127.0.0.1:0", "-nats-cluster", routes[i],
+			"-nats-routes", strings.Join(routes, ","), "-nats-name", fmt.Sprintf("node%d", i), "-nats-replicas", "3"}, nil))
 	}
-	wg.Wait()
-	if len(errs) > 0 {
-		t.Fatal(strings.Join(errs, "\n"))
+	var nodes []*server
+	for _, l := range started {
+		nodes = append(nodes, l.await(t, 90*time.Second))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -97,22 +97,36 @@ type server struct {
 // has not stopped it.
 func startRun(t *testing.T, args []string, env map[string]string) *server {
 	t.Helper()
+	return launchRun(t, args, env).await(t, testTimeout)
+}
+
+// launched is a run started by launchRun, maybe not listening yet.
+type launched struct {
+	logs *logSink
+	done chan error
+	stop func() error
+}
+
+// launchRun starts run in-process with args and environment env, without
+// waiting: nodes of a cluster must start together. The server is stopped at
+// the end of the test if the test has not stopped it.
+func launchRun(t *testing.T, args []string, env map[string]string) *launched {
+	t.Helper()
 	// The embedded NATS server keeps its files in the test's own directory
 	// unless the test names one (a later -data-dir wins).
 	args = append([]string{"-data-dir", t.TempDir()}, args...)
-	logs := newLogSink()
+	l := &launched{logs: newLogSink(), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, args, func(k string) string { return env[k] }, logs)
+		l.done <- run(ctx, args, func(k string) string { return env[k] }, l.logs)
 	}()
 	var once sync.Once
 	var runErr error
-	stop := func() error {
+	l.stop = func() error {
 		once.Do(func() {
 			cancel()
 			select {
-			case runErr = <-done:
+			case runErr = <-l.done:
 			case <-time.After(testTimeout):
 				t.Errorf("run did not return %v after its context was cancelled", testTimeout)
 			}
@@ -120,17 +134,23 @@ func startRun(t *testing.T, args []string, env map[string]string) *server {
 		return runErr
 	}
 	t.Cleanup(func() {
-		if err := stop(); err != nil {
+		if err := l.stop(); err != nil {
 			t.Errorf("run: %v", err)
 		}
 	})
+	return l
+}
+
+// await waits until the run listens, at most timeout.
+func (l *launched) await(t *testing.T, timeout time.Duration) *server {
+	t.Helper()
 	select {
-	case addr := <-logs.listening:
-		return &server{addr: addr, logs: logs, stop: stop}
-	case err := <-done:
-		t.Fatalf("run returned before listening: %v\n%s", err, logs)
-	case <-time.After(testTimeout):
-		t.Fatalf("run did not listen within %v\n%s", testTimeout, logs)
+	case addr := <-l.logs.listening:
+		return &server{addr: addr, logs: l.logs, stop: l.stop}
+	case err := <-l.done:
+		t.Fatalf("run returned before listening: %v\n%s", err, l.logs)
+	case <-time.After(timeout):
+		t.Fatalf("run did not listen within %v\n%s", timeout, l.logs)
 	}
 	return nil
 }
