@@ -41,6 +41,17 @@ func hubCall(t *testing.T, ctx context.Context, c *websocket.Conn, id int, cmd m
 	}
 }
 
+// hubSubscribed is the result of a subscribe command.
+type hubSubscribed struct {
+	Position     hub.Position
+	Recovered    *bool
+	Publications []struct {
+		Offset uint64
+		Epoch  string
+		Data   json.RawMessage
+	}
+}
+
 func dialHub(t *testing.T, ctx context.Context, addr string) *websocket.Conn {
 	t.Helper()
 	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/chat/hub", &websocket.DialOptions{Subprotocols: []string{hub.Subprotocol}})
@@ -78,15 +89,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 
 	srv2 := startRun(t, []string{"-addr", "127.0.0.1:0", "-data-dir", dir}, nil)
 	c2 := dialHub(t, ctx, srv2.addr)
-	var res struct {
-		Position     hub.Position
-		Recovered    *bool
-		Publications []struct {
-			Offset uint64
-			Epoch  string
-			Data   json.RawMessage
-		}
-	}
+	var res hubSubscribed
 	json.Unmarshal(hubCall(t, ctx, c2, 2, map[string]any{"op": "subscribe", "room": "kept", "since": positions[0]}), &res)
 	if res.Recovered == nil || !*res.Recovered || len(res.Publications) != 2 {
 		t.Fatalf("after the restart, subscribe since %+v: recovered %v, %d publications; want the 2 after it", positions[0], res.Recovered, len(res.Publications))

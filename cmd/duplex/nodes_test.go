@@ -536,15 +536,7 @@ func (s *killSub) session(ctx context.Context) (*websocket.Conn, error) {
 			c.CloseNow()
 			return nil, err
 		}
-		var r struct {
-			Position     hub.Position
-			Recovered    *bool
-			Publications []struct {
-				Offset uint64
-				Epoch  string
-				Data   json.RawMessage
-			}
-		}
+		var r hubSubscribed
 		if err := json.Unmarshal(res, &r); err != nil {
 			c.CloseNow()
 			return nil, err
