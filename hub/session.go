@@ -238,17 +238,14 @@ func (s *session) join(ctx context.Context, sub *subscription) {
 	}
 }
 
-// abandon undoes a subscription that failed before its reply.
-func (s *session) abandon(ctx context.Context, sub *subscription) {
+// unsubscribe ends a subscription: out of the room, the room's reference
+// given back, out of presence.
+func (s *session) unsubscribe(ctx context.Context, sub *subscription) {
 	r := sub.room
 	r.detach(sub)
 	delete(s.subs, r.name)
 	s.h.subscriptions.Add(-1)
 	s.h.release(r)
-}
-
-func (s *session) unsubscribe(ctx context.Context, sub *subscription) {
-	s.abandon(ctx, sub)
 	// Leave even when the connection is ending: ctx is then done, so give
 	// the broker a moment of its own.
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
