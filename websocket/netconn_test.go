@@ -318,9 +318,9 @@ func TestNetConnReadDeadlineInsideMessage(t *testing.T) {
 		return err
 	})
 	nc := websocket.NetConn(ctx, wsDial(t, url, nil), websocket.MessageBinary)
-	// Stop one byte short of the frame's end: a Read that finishes a frame
-	// goes on to the next frame's header before returning.
-	if _, err := io.ReadFull(nc, make([]byte, 40<<10-1)); err != nil {
+	// Read the whole frame: the message goes on, so the next Read waits
+	// inside it for the next frame's header.
+	if _, err := io.ReadFull(nc, make([]byte, 40<<10)); err != nil {
 		t.Fatal(err)
 	}
 	nc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))

@@ -144,7 +144,11 @@ func (c *Conn) readData(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.readPayload(p)
-	if err == nil {
+	if err == nil && c.rs.fin {
+		// Only a final frame is ended here, which needs no more input. The
+		// next frame of a fragmented message is waited for by the next
+		// read: a sender may hold it back until it hears an answer to what
+		// it has sent so far, and these bytes must reach the caller first.
 		err = c.advance()
 	}
 	return n, err
