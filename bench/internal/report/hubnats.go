@@ -103,7 +103,7 @@ func hubNATSStat(res *HubNATSResults, config string, f func(HubNATSRun) float64)
 	return stat{med: med, min: v[0], max: v[len(v)-1], n: len(v)}
 }
 
-// cellRatio is a figure's median (min–max) and its ratio to the memory broker's.
+// hubNATSCell is a figure's median (min–max) and its ratio to the memory broker's.
 func hubNATSCell(res *HubNATSResults, config string, f func(HubNATSRun) float64, format func(float64) string) (string, string) {
 	s := hubNATSStat(res, config, f)
 	if !s.ok() {
