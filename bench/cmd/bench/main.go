@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,12 +32,16 @@ func main() {
 		runLoadgen(os.Args[2:])
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "hubload" {
+		runHubLoad(os.Args[2:])
+		return
+	}
 	var o harness.Options
 	var libs, scenarios, conns, payloads, idle string
 	flag.BoolVar(&o.Short, "short", false, "the quick run (1 round, fewer cells, short windows)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default 3, or 1 with -short)")
 	flag.StringVar(&libs, "libs", "", "comma-separated libraries (default: duplex,gorilla,coder,gws,gobwas,nbio,tcp)")
-	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default: echo,idle,broadcast,deflate; also deflate-idle, hub-broadcast)")
+	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default: echo,idle,broadcast,deflate; also deflate-idle, hub-broadcast; hub-nats runs alone)")
 	flag.StringVar(&conns, "conns", "", "echo connection counts, comma-separated")
 	flag.StringVar(&payloads, "payloads", "", "echo payload sizes in bytes, comma-separated")
 	flag.StringVar(&idle, "idle", "", "idle connection counts, comma-separated")
@@ -49,7 +54,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", "", "results directory (default results, or results/short with -short)")
 	flag.StringVar(&o.ServerCPU, "server-cpu", "0", "CPUs of the servers (taskset list)")
 	flag.StringVar(&o.LoadCPU, "load-cpu", "1", "CPUs of the load generator (taskset list)")
-	flag.StringVar(&o.Profile, "profile", "", "afterwards, profile this library's server under echo load (results/profile); hub: the hub and the raw loop under hub-broadcast load")
+	flag.StringVar(&o.Profile, "profile", "", "afterwards, profile this library's server under echo load (results/profile); hub: the hub and the raw loop under hub-broadcast load; hub-nats: perf on the nodes")
 	micro := flag.String("micro", "auto", "run the microbenchmarks: yes, no, or auto (yes unless -short)")
 	rereport := flag.String("report", "", "only write the report again from this results.json (into its directory, or -out)")
 	flag.Parse()
@@ -86,6 +91,10 @@ func main() {
 		o.Out = filepath.Join(o.ModDir, o.Out)
 	}
 
+	if slices.Contains(o.Scenarios, report.HubNATS) { // a run of its own: hub-nats.{json,md,png}
+		runHubNATS(o)
+		return
+	}
 	start := time.Now()
 	res, err := harness.Run(o)
 	if err != nil {
