@@ -98,7 +98,7 @@ type Step struct {
 	Rate       float64 `json:"rate"`       // publishes/s asked
 	Published  int64   `json:"published"`  // publishes acknowledged
 	Failed     int64   `json:"failed"`     // publishes answered with an error or not answered
-	Want       int64   `json:"want"`       // deliveries due: Published × the room's subscribers
+	Want       int64   `json:"want"`       // deliveries due: (Published + unanswered) × the room's subscribers
 	Delivered  int64   `json:"delivered"`  // deliveries that arrived by the end of the grace
 	Seconds    float64 `json:"seconds"`    // the step's length
 	AckedRate  float64 `json:"acked_rate"` // Published / Seconds
@@ -396,7 +396,10 @@ func (r *run) settle(ctx context.Context, room string, phase int, grace time.Dur
 			st.Delivered += s.got[phase]
 			s.mu.Unlock()
 		}
-		st.Want = st.Published * n
+		// A publish not yet answered may still be stored and delivered:
+		// it is due too, so that Delivered never exceeds Want but for
+		// duplicates.
+		st.Want = (st.Published + pending) * n
 		if (pending == 0 && st.Delivered >= st.Want) || time.Now().After(deadline) || ctx.Err() != nil {
 			st.Failed += pending
 			break
