@@ -80,19 +80,12 @@ func startServerPeerH2(t *testing.T, cfg endpointConfig) *peer {
 	t.Helper()
 	our := newOurEnd()
 	ts := startH2TLSServer(ourServer(cfg, our))
-	addr := ts.Listener.Addr().String()
-
-	// A transport of our own, set up for HTTP/2 (Transport.onceSetNextProtoDefaults), for its
-	// TLSNextProto["h2"] and its TLS config with ALPN h2.
-	tr := ts.Client().Transport.(*http.Transport).Clone()
-	tr.CloseIdleConnections()
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: ioTimeout}, Config: tr.TLSClientConfig}
-	nc, err := d.Dial("tcp", addr)
+	tr := rawH2Transport(ts)
+	tc, rt, err := dialRawH2(tr, ts.Listener.Addr().String())
 	if err != nil {
 		ts.Close()
-		t.Fatalf("dial test server: %v", err)
+		t.Fatal(err)
 	}
-	tc := nc.(*tls.Conn)
 	// The request's context lives as long as the stream; the handshake has its own bound below.
 	sctx, endStream := context.WithCancel(context.Background())
 	var stream *h2Stream
@@ -111,38 +104,75 @@ func startServerPeerH2(t *testing.T, cfg endpointConfig) *peer {
 		tr.CloseIdleConnections()
 		ts.Close()
 	})
-	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
-		t.Fatalf("ALPN chose %q, want h2", p)
-	}
-	rt := tr.TLSNextProto["h2"](addr, tc)
 
-	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(sctx, http.MethodConnect, ts.URL+"/echo", pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header[":protocol"] = []string{"websocket"}
-	req.Header.Set("Sec-WebSocket-Version", "13")
 	bound := time.AfterFunc(ioTimeout, endStream)
-	resp, err := rt.RoundTrip(req)
+	resp, pw, err := openRawH2Stream(sctx, rt, ts.URL+"/echo")
 	if !bound.Stop() {
 		err = fmt.Errorf("no response within %v (%v)", ioTimeout, err)
 	}
 	if err != nil {
-		pw.Close()
 		t.Fatalf("extended CONNECT: %v", err)
 	}
 	checkH2Response(t, resp) // on failure, endStream in the cleanup resets the stream
-	stream = newH2Stream(resp.Body, pw.Write,
+	stream = rawH2Stream(resp, pw)
+
+	p := &peer{t: t, side: serverSide, h2: true, conn: stream, br: bufio.NewReaderSize(stream, 64<<10),
+		rng: rand.New(rand.NewSource(time.Now().UnixNano())), our: our}
+	return p
+}
+
+// rawH2Transport is a transport of our own for ts, set up for HTTP/2
+// (Transport.onceSetNextProtoDefaults), for its TLSNextProto["h2"] and its TLS config with ALPN h2.
+func rawH2Transport(ts *httptest.Server) *http.Transport {
+	tr := ts.Client().Transport.(*http.Transport).Clone()
+	tr.CloseIdleConnections()
+	return tr
+}
+
+// dialRawH2 opens a TLS connection with ALPN h2 to addr and hands it to net/http's HTTP/2 client
+// through tr.TLSNextProto["h2"], which, unlike http.Transport.RoundTrip, lets ":protocol" through
+// (see http2_dial.go). Closing the TLS connection drops the HTTP/2 connection and its streams.
+func dialRawH2(tr *http.Transport, addr string) (*tls.Conn, http.RoundTripper, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: ioTimeout}, Config: tr.TLSClientConfig}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial test server: %w", err)
+	}
+	tc := nc.(*tls.Conn)
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
+		tc.Close()
+		return nil, nil, fmt.Errorf("ALPN chose %q, want h2", p)
+	}
+	return tc, tr.TLSNextProto["h2"](addr, tc), nil
+}
+
+// openRawH2Stream sends an extended CONNECT (":protocol: websocket") for url over rt, with a
+// pipe as the request body, and returns the response and the pipe's writing end: the raw
+// peer's two halves of the stream. ctx lives as long as the stream; ending it resets the stream.
+func openRawH2Stream(ctx context.Context, rt http.RoundTripper, url string) (*http.Response, *io.PipeWriter, error) {
+	pr, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodConnect, url, pr)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header[":protocol"] = []string{"websocket"}
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		pw.Close()
+		return nil, nil, err
+	}
+	return resp, pw, nil
+}
+
+// rawH2Stream shapes an accepted stream from openRawH2Stream as a connection.
+func rawH2Stream(resp *http.Response, pw *io.PipeWriter) *h2Stream {
+	return newH2Stream(resp.Body, pw.Write,
 		func() { pw.CloseWithError(net.ErrClosed) },
 		func() {
 			pw.Close()        // END_STREAM, if the request is still open
 			resp.Body.Close() // RST_STREAM, if the response is still open
 		})
-
-	p := &peer{t: t, side: serverSide, h2: true, conn: stream, br: bufio.NewReaderSize(stream, 64<<10),
-		rng: rand.New(rand.NewSource(time.Now().UnixNano())), our: our}
-	return p
 }
 
 // checkH2Response checks our server's answer to the extended CONNECT (RFC 8441 sections 4-5).
