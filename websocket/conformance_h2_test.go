@@ -133,17 +133,26 @@ func rawH2Transport(ts *httptest.Server) *http.Transport {
 // through tr.TLSNextProto["h2"], which, unlike http.Transport.RoundTrip, lets ":protocol" through
 // (see http2_dial.go). Closing the TLS connection drops the HTTP/2 connection and its streams.
 func dialRawH2(tr *http.Transport, addr string) (*tls.Conn, http.RoundTripper, error) {
+	tc, err := dialH2TLS(tr, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, tr.TLSNextProto["h2"](addr, tc), nil
+}
+
+// dialH2TLS opens a TLS connection with ALPN h2 to addr, on which no HTTP/2 has been sent yet.
+func dialH2TLS(tr *http.Transport, addr string) (*tls.Conn, error) {
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: ioTimeout}, Config: tr.TLSClientConfig}
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dial test server: %w", err)
+		return nil, fmt.Errorf("dial test server: %w", err)
 	}
 	tc := nc.(*tls.Conn)
 	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
 		tc.Close()
-		return nil, nil, fmt.Errorf("ALPN chose %q, want h2", p)
+		return nil, fmt.Errorf("ALPN chose %q, want h2", p)
 	}
-	return tc, tr.TLSNextProto["h2"](addr, tc), nil
+	return tc, nil
 }
 
 // openRawH2Stream sends an extended CONNECT (":protocol: websocket") for url over rt, with a
