@@ -39,6 +39,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -176,12 +177,14 @@ func openRawH2Stream(ctx context.Context, rt http.RoundTripper, url string) (*ht
 
 // rawH2Stream shapes an accepted stream from openRawH2Stream as a connection.
 func rawH2Stream(resp *http.Response, pw *io.PipeWriter) *h2Stream {
-	return newH2Stream(resp.Body, pw.Write,
+	s := newH2Stream(resp.Body, pw.Write,
 		func() { pw.CloseWithError(net.ErrClosed) },
 		func() {
 			pw.Close()        // END_STREAM, if the request is still open
 			resp.Body.Close() // RST_STREAM, if the response is still open
 		})
+	s.closeWrite = pw.Close
+	return s
 }
 
 // checkH2Response checks our server's answer to the extended CONNECT (RFC 8441 sections 4-5).
@@ -332,6 +335,9 @@ type h2Stream struct {
 	write func([]byte) (int, error) // writes and flushes
 	abort func()                    // ends a write blocked by flow control
 	end   func()                    // ends the raw peer's use of the stream
+	// closeWrite ends the raw peer's half of the stream (END_STREAM) while reading goes on, as
+	// CloseWrite does on a TCP connection; nil where the raw peer cannot (the raw server).
+	closeWrite func() error
 
 	chunks chan h2Chunk
 	buf    []byte // the rest of the chunk being read
@@ -483,6 +489,14 @@ func (s *h2Stream) Write(p []byte) (int, error) {
 		err = os.ErrDeadlineExceeded
 	}
 	return n, err
+}
+
+// CloseWrite ends the raw peer's half of the stream, when it can.
+func (s *h2Stream) CloseWrite() error {
+	if s.closeWrite == nil {
+		return errors.ErrUnsupported
+	}
+	return s.closeWrite()
 }
 
 func (s *h2Stream) SetReadDeadline(t time.Time) error {

@@ -112,6 +112,10 @@ type endpointConfig struct {
 	// with101 (client side only): bytes the raw server writes in the same Write as its
 	// 101 response, i.e. frames that arrive together with the handshake response.
 	with101 []byte
+	// accept (server side only): our server takes the connection with websocket.Accept and
+	// closes it with CloseNow once its echo loop ends, as an application that owns its
+	// connections would, rather than running the loop in websocket.Open.
+	accept bool
 }
 
 func defaultConfig() endpointConfig {
@@ -320,6 +324,25 @@ func ourServer(cfg endpointConfig, our *ourEnd) http.Handler {
 		}
 		defer close(our.done)
 		opts := &websocket.AcceptOptions{Options: cfg.opts}
+		if cfg.accept {
+			c, err := websocket.Accept(w, r, opts)
+			if err != nil {
+				our.errc <- fmt.Errorf("websocket.Accept: %w", err)
+				return
+			}
+			defer c.CloseNow()
+			ctx, cancel := context.WithTimeout(context.Background(), endpointTimeout)
+			defer cancel()
+			err = echoLoop(ctx, c, cfg)
+			our.errc <- err
+			if cfg.hold {
+				select {
+				case <-our.release:
+				case <-time.After(endpointTimeout):
+				}
+			}
+			return
+		}
 		openErr := websocket.Open(w, r, opts, func(ctx context.Context, c *websocket.Conn) error {
 			handlerRan.Store(true)
 			ctx, cancel := context.WithTimeout(ctx, endpointTimeout)
