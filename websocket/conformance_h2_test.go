@@ -39,6 +39,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -80,19 +81,12 @@ func startServerPeerH2(t *testing.T, cfg endpointConfig) *peer {
 	t.Helper()
 	our := newOurEnd()
 	ts := startH2TLSServer(ourServer(cfg, our))
-	addr := ts.Listener.Addr().String()
-
-	// A transport of our own, set up for HTTP/2 (Transport.onceSetNextProtoDefaults), for its
-	// TLSNextProto["h2"] and its TLS config with ALPN h2.
-	tr := ts.Client().Transport.(*http.Transport).Clone()
-	tr.CloseIdleConnections()
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: ioTimeout}, Config: tr.TLSClientConfig}
-	nc, err := d.Dial("tcp", addr)
+	tr := rawH2Transport(ts)
+	tc, rt, err := dialRawH2(tr, ts.Listener.Addr().String())
 	if err != nil {
 		ts.Close()
-		t.Fatalf("dial test server: %v", err)
+		t.Fatal(err)
 	}
-	tc := nc.(*tls.Conn)
 	// The request's context lives as long as the stream; the handshake has its own bound below.
 	sctx, endStream := context.WithCancel(context.Background())
 	var stream *h2Stream
@@ -111,38 +105,86 @@ func startServerPeerH2(t *testing.T, cfg endpointConfig) *peer {
 		tr.CloseIdleConnections()
 		ts.Close()
 	})
-	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
-		t.Fatalf("ALPN chose %q, want h2", p)
-	}
-	rt := tr.TLSNextProto["h2"](addr, tc)
 
-	pr, pw := io.Pipe()
-	req, err := http.NewRequestWithContext(sctx, http.MethodConnect, ts.URL+"/echo", pr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header[":protocol"] = []string{"websocket"}
-	req.Header.Set("Sec-WebSocket-Version", "13")
 	bound := time.AfterFunc(ioTimeout, endStream)
-	resp, err := rt.RoundTrip(req)
+	resp, pw, err := openRawH2Stream(sctx, rt, ts.URL+"/echo")
 	if !bound.Stop() {
 		err = fmt.Errorf("no response within %v (%v)", ioTimeout, err)
 	}
 	if err != nil {
-		pw.Close()
 		t.Fatalf("extended CONNECT: %v", err)
 	}
 	checkH2Response(t, resp) // on failure, endStream in the cleanup resets the stream
-	stream = newH2Stream(resp.Body, pw.Write,
+	stream = rawH2Stream(resp, pw)
+
+	p := &peer{t: t, side: serverSide, h2: true, conn: stream, br: bufio.NewReaderSize(stream, 64<<10),
+		rng: rand.New(rand.NewSource(time.Now().UnixNano())), our: our}
+	return p
+}
+
+// rawH2Transport is a transport of our own for ts, set up for HTTP/2
+// (Transport.onceSetNextProtoDefaults), for its TLSNextProto["h2"] and its TLS config with ALPN h2.
+func rawH2Transport(ts *httptest.Server) *http.Transport {
+	tr := ts.Client().Transport.(*http.Transport).Clone()
+	tr.CloseIdleConnections()
+	return tr
+}
+
+// dialRawH2 opens a TLS connection with ALPN h2 to addr and hands it to net/http's HTTP/2 client
+// through tr.TLSNextProto["h2"], which, unlike http.Transport.RoundTrip, lets ":protocol" through
+// (see http2_dial.go). Closing the TLS connection drops the HTTP/2 connection and its streams.
+func dialRawH2(tr *http.Transport, addr string) (*tls.Conn, http.RoundTripper, error) {
+	tc, err := dialH2TLS(tr, addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tc, tr.TLSNextProto["h2"](addr, tc), nil
+}
+
+// dialH2TLS opens a TLS connection with ALPN h2 to addr, on which no HTTP/2 has been sent yet.
+func dialH2TLS(tr *http.Transport, addr string) (*tls.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: ioTimeout}, Config: tr.TLSClientConfig}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial test server: %w", err)
+	}
+	tc := nc.(*tls.Conn)
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
+		tc.Close()
+		return nil, fmt.Errorf("ALPN chose %q, want h2", p)
+	}
+	return tc, nil
+}
+
+// openRawH2Stream sends an extended CONNECT (":protocol: websocket") for url over rt, with a
+// pipe as the request body, and returns the response and the pipe's writing end: the raw
+// peer's two halves of the stream. ctx lives as long as the stream; ending it resets the stream.
+func openRawH2Stream(ctx context.Context, rt http.RoundTripper, url string) (*http.Response, *io.PipeWriter, error) {
+	pr, pw := io.Pipe()
+	req, err := http.NewRequestWithContext(ctx, http.MethodConnect, url, pr)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header[":protocol"] = []string{"websocket"}
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		pw.Close()
+		return nil, nil, err
+	}
+	return resp, pw, nil
+}
+
+// rawH2Stream shapes an accepted stream from openRawH2Stream as a connection.
+func rawH2Stream(resp *http.Response, pw *io.PipeWriter) *h2Stream {
+	s := newH2Stream(resp.Body, pw.Write,
 		func() { pw.CloseWithError(net.ErrClosed) },
 		func() {
 			pw.Close()        // END_STREAM, if the request is still open
 			resp.Body.Close() // RST_STREAM, if the response is still open
 		})
-
-	p := &peer{t: t, side: serverSide, h2: true, conn: stream, br: bufio.NewReaderSize(stream, 64<<10),
-		rng: rand.New(rand.NewSource(time.Now().UnixNano())), our: our}
-	return p
+	s.closeWrite = pw.Close
+	return s
 }
 
 // checkH2Response checks our server's answer to the extended CONNECT (RFC 8441 sections 4-5).
@@ -293,6 +335,9 @@ type h2Stream struct {
 	write func([]byte) (int, error) // writes and flushes
 	abort func()                    // ends a write blocked by flow control
 	end   func()                    // ends the raw peer's use of the stream
+	// closeWrite ends the raw peer's half of the stream (END_STREAM) while reading goes on, as
+	// CloseWrite does on a TCP connection; nil where the raw peer cannot (the raw server).
+	closeWrite func() error
 
 	chunks chan h2Chunk
 	buf    []byte // the rest of the chunk being read
@@ -444,6 +489,14 @@ func (s *h2Stream) Write(p []byte) (int, error) {
 		err = os.ErrDeadlineExceeded
 	}
 	return n, err
+}
+
+// CloseWrite ends the raw peer's half of the stream, when it can.
+func (s *h2Stream) CloseWrite() error {
+	if s.closeWrite == nil {
+		return errors.ErrUnsupported
+	}
+	return s.closeWrite()
 }
 
 func (s *h2Stream) SetReadDeadline(t time.Time) error {

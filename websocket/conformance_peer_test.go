@@ -112,6 +112,10 @@ type endpointConfig struct {
 	// with101 (client side only): bytes the raw server writes in the same Write as its
 	// 101 response, i.e. frames that arrive together with the handshake response.
 	with101 []byte
+	// accept (server side only): our server takes the connection with websocket.Accept and
+	// closes it with CloseNow once its echo loop ends, as an application that owns its
+	// connections would, rather than running the loop in websocket.Open.
+	accept bool
 }
 
 func defaultConfig() endpointConfig {
@@ -320,6 +324,25 @@ func ourServer(cfg endpointConfig, our *ourEnd) http.Handler {
 		}
 		defer close(our.done)
 		opts := &websocket.AcceptOptions{Options: cfg.opts}
+		if cfg.accept {
+			c, err := websocket.Accept(w, r, opts)
+			if err != nil {
+				our.errc <- fmt.Errorf("websocket.Accept: %w", err)
+				return
+			}
+			defer c.CloseNow()
+			ctx, cancel := context.WithTimeout(context.Background(), endpointTimeout)
+			defer cancel()
+			err = echoLoop(ctx, c, cfg)
+			our.errc <- err
+			if cfg.hold {
+				select {
+				case <-our.release:
+				case <-time.After(endpointTimeout):
+				}
+			}
+			return
+		}
 		openErr := websocket.Open(w, r, opts, func(ctx context.Context, c *websocket.Conn) error {
 			handlerRan.Store(true)
 			ctx, cancel := context.WithTimeout(ctx, endpointTimeout)
@@ -342,12 +365,19 @@ func ourServer(cfg endpointConfig, our *ourEnd) http.Handler {
 
 // clientHandshake writes an opening handshake request (RFC 6455 section 4.1) and checks the 101.
 func (p *peer) clientHandshake(host string) {
-	t := p.t
-	t.Helper()
+	p.t.Helper()
+	if err := p.tryClientHandshake(host, "/echo"); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// tryClientHandshake is clientHandshake for target (a path and query), returning what went
+// wrong rather than failing the test, for callers outside the test's goroutine (churn_test.go).
+func (p *peer) tryClientHandshake(host, target string) error {
 	keyBytes := make([]byte, 16)
 	p.rng.Read(keyBytes)
 	key := base64.StdEncoding.EncodeToString(keyBytes)
-	req := "GET /echo HTTP/1.1\r\n" +
+	req := "GET " + target + " HTTP/1.1\r\n" +
 		"Host: " + host + "\r\n" +
 		"Upgrade: websocket\r\n" +
 		"Connection: Upgrade\r\n" +
@@ -356,28 +386,29 @@ func (p *peer) clientHandshake(host string) {
 		"\r\n"
 	p.conn.SetDeadline(time.Now().Add(ioTimeout))
 	if _, err := io.WriteString(p.conn, req); err != nil {
-		t.Fatalf("write handshake request: %v", err)
+		return fmt.Errorf("write handshake request: %w", err)
 	}
 	resp, err := http.ReadResponse(p.br, nil)
 	if err != nil {
-		t.Fatalf("read handshake response: %v", err)
+		return fmt.Errorf("read handshake response: %w", err)
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: status %d %q, want 101", resp.StatusCode, resp.Status)
+		return fmt.Errorf("handshake: status %d %q, want 101", resp.StatusCode, resp.Status)
 	}
 	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
-		t.Fatalf("handshake: Upgrade %q, want websocket", resp.Header.Get("Upgrade"))
+		return fmt.Errorf("handshake: Upgrade %q, want websocket", resp.Header.Get("Upgrade"))
 	}
 	if !headerHasToken(resp.Header, "Connection", "upgrade") {
-		t.Fatalf("handshake: Connection %q, want Upgrade", resp.Header.Values("Connection"))
+		return fmt.Errorf("handshake: Connection %q, want Upgrade", resp.Header.Values("Connection"))
 	}
 	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), acceptKey(key); got != want {
-		t.Fatalf("handshake: Sec-WebSocket-Accept %q, want %q", got, want)
+		return fmt.Errorf("handshake: Sec-WebSocket-Accept %q, want %q", got, want)
 	}
 	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
-		t.Fatalf("handshake: server selected extensions %q that the client did not offer", ext)
+		return fmt.Errorf("handshake: server selected extensions %q that the client did not offer", ext)
 	}
 	p.conn.SetDeadline(time.Time{})
+	return nil
 }
 
 func startClientPeer(t *testing.T, cfg endpointConfig) *peer {

@@ -56,7 +56,17 @@ func (e *CloseError) Is(target error) bool {
 	return false
 }
 
-func (e *CloseError) Unwrap() error { return e.cause }
+// Unwrap returns the cause of a lost connection. A transport that ended
+// (io.EOF: a TCP FIN, or END_STREAM over HTTP/2) without a close frame is
+// given as io.ErrUnexpectedEOF, so that errors.Is(err, io.EOF) keeps
+// meaning what it says above: a normal end by the peer, not a lost
+// connection.
+func (e *CloseError) Unwrap() error {
+	if errors.Is(e.cause, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return e.cause
+}
 
 // HandshakeError reports a failed opening handshake.
 //

@@ -157,3 +157,29 @@ func TestHTTP2ClientCloseWithReadAheadLeavesNoReader(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A peer whose connection ends between frames, without a close frame (a
+// TCP FIN, or END_STREAM over HTTP/2), has not ended the conversation
+// normally: Read ends with 1006, and errors.Is(err, io.EOF)
+// is false, as for every close but the peer's 1000 and 1001. It used to be
+// true, because the CloseError unwrapped to the transport's io.EOF, so that
+// a read loop (and Open) took a lost connection for a normal end.
+func TestLostConnectionIsNotEOF(t *testing.T) {
+	for _, tr := range transports {
+		for _, s := range bothSides {
+			if s == clientSide && tr.suffix != "" {
+				continue // the raw HTTP/2 server cannot end its half of the stream before its handler returns
+			}
+			t.Run(string(s)+tr.suffix, func(t *testing.T) {
+				p := tr.start(t, s, defaultConfig())
+				p.send(p.text("between messages", true))
+				p.expectText("between messages")
+				if err := p.conn.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
+				p.expectOurCloseErr(websocket.StatusAbnormalClosure, false) // checks errors.Is(err, io.EOF)
+				p.expectEOF()
+			})
+		}
+	}
+}

@@ -34,13 +34,21 @@ func noLeaks(t *testing.T) {
 // waitFor polls cond until it holds; what says what was awaited.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(serverTestTimeout)
+	if !pollUntil(serverTestTimeout, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// pollUntil polls cond until it holds, or d has passed: it reports whether cond held.
+func pollUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }
 
 // startH1 serves h over HTTP/1.1 and returns the server and its ws:// URL.
