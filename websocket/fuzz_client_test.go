@@ -63,7 +63,7 @@ func FuzzDialResponse(f *testing.F) {
 	f.Add(101, "websocket", "Upgrade", "=", `permessage-deflate; server_max_window_bits="10", x-webkit-deflate-frame`, "", uint8(0))
 	f.Add(101, "websocket", "Upgrade", "=", "permessage-deflate", "", uint8(1))
 	f.Add(101, "websocket", "Upgrade", "=", "", "chat, v2", uint8(8))
-	f.Add(101, "websocket", "Upgrade", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "", "", uint8(0))
+	f.Add(101, "websocket", "Upgrade", "s3pPLMBiTxaQ9kYGzzhZRbK+xOp=", "", "", uint8(0)) // one character off
 	f.Add(200, "websocket", "Upgrade", "=", "", "", uint8(0))
 	f.Add(101, "h2c", "Upgrade", "=", "", "", uint8(0))
 	f.Fuzz(func(t *testing.T, status int, upgrade, connection, accept, extensions, protocol string, offer uint8) {
