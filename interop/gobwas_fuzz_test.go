@@ -16,7 +16,10 @@ package interop
 //   - ws.CheckCloseFrameData refuses 1012, 1013 and 1014, which IANA's
 //     registry assigned after RFC 6455 (Service Restart, Try Again Later,
 //     Bad Gateway); like gorilla's 1014 (see the suites), they are valid
-//     here, as in our library.
+//     here, as in our library;
+//   - ws.CheckCloseFrameData accepts codes of 5000 and more, which no range
+//     of RFC 6455 §7.4.2 allows (Autobahn case 7.13.2 expects them refused):
+//     1002 here. Found by this fuzz target; its input is kept in testdata.
 
 import (
 	"bufio"
@@ -219,12 +222,20 @@ func gobwasRead(in []byte, state ws.State) readOutcome {
 			return o
 		}
 		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(r, payload); err != nil {
-			o.code = 1006
-			return o
-		}
+		n, err := io.ReadFull(r, payload)
 		if h.Masked {
-			ws.Cipher(payload, h.Mask, 0)
+			ws.Cipher(payload[:n], h.Mask, 0)
+		}
+		if err != nil {
+			// Text is checked as it arrives (RFC 6455 §8.1, Autobahn 6.4):
+			// invalid UTF-8 before the stream's end fails first.
+			o.code = 1006
+			if h.OpCode == ws.OpText || h.OpCode == ws.OpContinuation && kind == "text" {
+				if !validUTF8Prefix(append(cur, payload[:n]...)) {
+					o.code = 1007
+				}
+			}
+			return o
 		}
 		switch h.OpCode {
 		case ws.OpClose:
@@ -266,8 +277,11 @@ func gobwasCloseCode(payload []byte) int {
 	}
 	code, reason := ws.ParseCloseFrameData(payload)
 	err := ws.CheckCloseFrameData(code, reason)
-	if err != nil && code >= 1012 && code <= 1014 && utf8.ValidString(reason) {
+	switch {
+	case err != nil && code >= 1012 && code <= 1014 && utf8.ValidString(reason):
 		err = nil // gobwas deviation: codes registered after RFC 6455
+	case code >= 5000:
+		err = errors.New("gobwas deviation: a code outside every range")
 	}
 	if err != nil {
 		return 1002
