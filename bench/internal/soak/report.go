@@ -25,6 +25,8 @@ type Summary struct {
 	RSSHoldEndMiB    float64 `json:"rss_hold_end_mib"`
 	RSSHoldMaxMiB    float64 `json:"rss_hold_max_mib"`
 	RSSAfterMiB      float64 `json:"rss_after_mib"` // the last sample, connections closed
+	HeapAfterMiB     float64 `json:"heap_after_mib"`
+	RSSPerConnKiB    float64 `json:"rss_per_conn_kib"` // (hold median - baseline) / connections
 
 	GoroutinesBaseline  float64 `json:"goroutines_baseline"`
 	GoroutinesHoldStart float64 `json:"goroutines_hold_start"`
@@ -58,6 +60,7 @@ func summarize(r *Result) Summary {
 	s.RSSBaselineMiB, s.GoroutinesBaseline = mib(first.RSSBytes), first.Goroutines
 	s.RSSAfterMiB, s.GoroutinesAfter = mib(last.RSSBytes), last.Goroutines
 	s.GCsInAll = last.GCCount
+	s.HeapAfterMiB = mib(last.HeapInuseBytes)
 	var rtt50 []float64
 	if len(hold) > 0 {
 		h0, h1 := hold[0], hold[len(hold)-1]
@@ -71,6 +74,7 @@ func summarize(r *Result) Summary {
 		sort.Slice(rssHold, func(i, j int) bool { return rssHold[i].RSSBytes < rssHold[j].RSSBytes })
 		s.RSSHoldMedianMiB = mib(rssHold[len(rssHold)/2].RSSBytes)
 		s.RSSHoldMaxMiB = mib(rssHold[len(rssHold)-1].RSSBytes)
+		s.RSSPerConnKiB = (s.RSSHoldMedianMiB - s.RSSBaselineMiB) * 1024 / float64(r.Config.Load.Conns)
 		for _, sm := range hold {
 			s.GoroutinesHoldMax = max(s.GoroutinesHoldMax, sm.Goroutines)
 			if sm.Load.Echoed > 0 && sm.Load.RTTp50Ms > 0 {
@@ -133,6 +137,11 @@ func markdown(r *Result, name string) string {
 	w("|---|---|---|---|---|---|---|")
 	w("| RSS (MiB) | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |", s.RSSBaselineMiB, s.RSSHoldStartMiB, s.RSSHoldMedianMiB, s.RSSHoldMaxMiB, s.RSSHoldEndMiB, s.RSSAfterMiB)
 	w("| goroutines | %.0f | %.0f | | %.0f | %.0f | %.0f |", s.GoroutinesBaseline, s.GoroutinesHoldStart, s.GoroutinesHoldMax, s.GoroutinesHoldEnd, s.GoroutinesAfter)
+	w("")
+	w("RSS per connection (hold median minus baseline, over %d connections): %.1f KiB. Heap in use at the end: %.1f MiB.",
+		c.Load.Conns, s.RSSPerConnKiB, s.HeapAfterMiB)
+	w("Memory comes back only after a GC: once the connections are closed nothing allocates, so the next cycle is the")
+	w("runtime's forced one (every 2 minutes); watch longer than that (-after) to see it.")
 	w("")
 	w("- GC: %.0f cycles during the %.0f s hold (%.0f in all); stop-the-world pause p50 %.3f ms (last ≤256 pauses at the",
 		s.GCsDuringHold, s.HoldSeconds, s.GCsInAll, s.GCPauseP50Ms)
