@@ -122,25 +122,52 @@ func FuzzReadFrames(f *testing.F) {
 	f.Add([]byte{0x01, 0x81, 0, 0, 0, 0, 0xce, 0x80, 0x81, 0, 0, 0, 0, 0xba})
 	f.Add([]byte{0x89, 0x80, 1, 2, 3, 4, 0x82, 0xfe, 0x00, 0x7e})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c := newConn(connConfig{t: &scriptedTransport{in: in}, opts: &Options{ReadLimit: 1 << 16}})
-		for range 1000 {
-			_, err := c.Read(t.Context())
-			if err == nil {
-				continue
-			}
-			var ce *CloseError
-			if !errors.As(err, &ce) {
-				t.Fatalf("read ended with %v, not a CloseError", err)
-			}
-			switch ce.Code {
-			case StatusAbnormalClosure, StatusProtocolError, StatusInvalidFramePayloadData, StatusMessageTooBig:
-			default:
-				if !ce.Remote || !validWireCode(ce.Code) && ce.Code != StatusNoStatusRcvd {
-					t.Fatalf("unexpected close %+v", ce)
-				}
-			}
-			return
-		}
-		t.Fatal("1000 messages from a short input")
+		readUntilClose(t, connConfig{t: &scriptedTransport{in: in}, opts: &Options{ReadLimit: 1 << 16}})
 	})
+}
+
+// readUntilClose reads a connection over a scriptedTransport until it ends
+// and checks, for any input, that it ends with a close code of RFC 6455
+// (never a panic or a hang), that no message is larger than the read limit,
+// and that every frame the connection wrote is masked exactly when it is a
+// client's (RFC 6455 §5.1).
+func readUntilClose(t *testing.T, cfg connConfig) {
+	t.Helper()
+	c := newConn(cfg)
+	limit := cfg.opts.ReadLimit
+	var err error
+	for range 1000 {
+		var msg Message
+		if msg, err = c.Read(t.Context()); err != nil {
+			break
+		}
+		if int64(len(msg.Data)) > limit {
+			t.Fatalf("a message of %d bytes past the read limit of %d", len(msg.Data), limit)
+		}
+	}
+	if err == nil {
+		t.Fatal("1000 messages from a short input")
+	}
+	var ce *CloseError
+	if !errors.As(err, &ce) {
+		t.Fatalf("read ended with %v, not a CloseError", err)
+	}
+	switch ce.Code {
+	case StatusAbnormalClosure, StatusProtocolError, StatusInvalidFramePayloadData, StatusMessageTooBig:
+	default:
+		if !ce.Remote || !validWireCode(ce.Code) && ce.Code != StatusNoStatusRcvd {
+			t.Fatalf("unexpected close %+v", ce)
+		}
+	}
+	out := cfg.t.(*scriptedTransport).out.Bytes()
+	for len(out) > 0 {
+		if len(out) < 2 || len(out) < frameHeaderSize(out[1]) {
+			t.Fatalf("the connection wrote a truncated frame header %x", out)
+		}
+		h, n, err := parseFrameHeader(out)
+		if err != nil || h.masked != cfg.client || int64(len(out)-n) < h.length {
+			t.Fatalf("the connection (client %v) wrote the frame %+v (%v)", cfg.client, h, err)
+		}
+		out = out[int64(n)+h.length:]
+	}
 }
