@@ -728,3 +728,43 @@ func runFault(t *testing.T, f fault) {
 	}
 	t.Logf("hub A %+v", r.hA.Stats())
 }
+
+// Connect's connections notice a blackholed server (the TCP connection up,
+// nothing through) by their pings, in seconds rather than the NATS
+// client's default minutes; until they do, the broker reports ready and
+// its subscribers silently get nothing. The CI run checks the settings;
+// DUPLEX_LONG=1 blackholes a real connection and waits for it to notice.
+func TestConnectNoticesBlackhole(t *testing.T) {
+	srv, err := StartServer(ServerOptions{Dir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	px := toxitest.Start(t).Proxy(t, "nats", strings.TrimPrefix(srv.ClientURL(), "nats://"))
+	nc, err := Connect("nats://" + px.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if limit := nc.Opts.PingInterval * time.Duration(nc.Opts.MaxPingsOut+1); limit > 20*time.Second {
+		t.Fatalf("pings every %v, %d unanswered allowed: a blackholed connection goes unnoticed for up to %v", nc.Opts.PingInterval, nc.Opts.MaxPingsOut, limit)
+	}
+	if os.Getenv("DUPLEX_LONG") != "1" {
+		return
+	}
+	fr := &faultReport{}
+	bh := blackhole(func(*faultRig) *toxiclient.Proxy { return px })
+	bh.cut(nil, fr)
+	t0 := time.Now()
+	for nc.IsConnected() {
+		if time.Since(t0) > time.Minute {
+			t.Fatal("the blackholed connection still looks connected after a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("noticed the blackhole after %v", time.Since(t0).Round(time.Millisecond))
+	bh.heal(nil, fr)
+	for _, e := range fr.errs {
+		t.Error(e)
+	}
+}
