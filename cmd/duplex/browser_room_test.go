@@ -6,19 +6,16 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
-	"github.com/rs/zerolog"
+	"github.com/duplexws/duplex/internal/toxitest"
 )
 
 // Timeouts of TestBrowserRoomChat. The page reconnects with full jitter
@@ -53,9 +50,9 @@ func TestBrowserRoomChat(t *testing.T) {
 	began := time.Now()
 
 	srv := startRun(t, []string{"-addr", "127.0.0.1:0"}, nil)
-	tox := startToxiproxy(t)
-	proxyA := tox.proxy(t, "page-a", srv.addr)
-	proxyC := tox.proxy(t, "event-stream", srv.addr)
+	tox := toxitest.Start(t)
+	proxyA := tox.Proxy(t, "page-a", srv.addr)
+	proxyC := tox.Proxy(t, "event-stream", srv.addr)
 	room := "browser-room-" + randomHex(6)
 	t.Logf("server %s; page A through Toxiproxy %s, the EventSource through %s; room %s",
 		srv.addr, proxyA.Listen, proxyC.Listen, room)
@@ -260,43 +257,6 @@ func TestBrowserRoomChat(t *testing.T) {
 	checkRoomList(t, "page B, at the end", room, b.messages(), want)
 	t.Logf("%d messages in room %s, the same once each and in order on A, B and the EventSource; the test took %v",
 		len(want), room, time.Since(began).Round(time.Millisecond))
-}
-
-// ---- Toxiproxy, in-process
-
-// toxi is a Toxiproxy server running in this process, and a client of its
-// HTTP API.
-type toxi struct {
-	client *toxiclient.Client
-}
-
-// startToxiproxy runs Toxiproxy's API on an httptest server. At the end of
-// the test every proxy is stopped (its listener and connections closed)
-// and the API server closed.
-func startToxiproxy(t *testing.T) *toxi {
-	t.Helper()
-	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	api := httptest.NewServer(server.Routes())
-	t.Cleanup(func() {
-		server.Collection.Clear()
-		api.Close()
-	})
-	return &toxi{client: toxiclient.NewClient(api.Listener.Addr().String())}
-}
-
-// proxy creates an enabled proxy to upstream, listening on a free loopback
-// port (proxy.Listen), which stays the same when the proxy is disabled and
-// enabled again.
-func (x *toxi) proxy(t *testing.T, name, upstream string) *toxiclient.Proxy {
-	t.Helper()
-	p, err := x.client.CreateProxy(name, "127.0.0.1:0", upstream)
-	if err != nil {
-		t.Fatalf("creating the Toxiproxy proxy %s: %v", name, err)
-	}
-	if strings.HasSuffix(p.Listen, ":0") {
-		t.Fatalf("Toxiproxy proxy %s listens on %s, want the port it was given", name, p.Listen)
-	}
-	return p
 }
 
 func randomHex(n int) string {

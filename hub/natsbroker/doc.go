@@ -322,10 +322,24 @@
 // reach the other nodes' subscribers as plain NATS messages, by routes.
 // The entries of a node that dies stay until PresenceTTL, as above.
 //
+// # Network faults
+//
+// faults_test.go puts Toxiproxy between a node and NATS, and between
+// clients and a node: latency, a dropped connection, a partition (the
+// connection closed, new ones refused) and a blackhole (the connection up,
+// nothing through), each healed. A node cut off from NATS refuses
+// publishes with ErrNotConnected and is not Ready once its NATS client
+// has noticed; a blackhole is noticed only by the client's pings, hence
+// Connect's ping interval (seconds, not the client's default minutes).
+// Publishers that retry with their key store each publication once;
+// after the heal the node catches up (catchUp, then the hub's gap repair)
+// and every subscriber holds every publication once, in order.
+//
 // # Not yet
 //
 // The cmd/duplex flags for the cluster, the multi-process tests (kill -9,
 // which hands over no leadership: the in-process tests stop a server with
 // Shutdown, which steps down its leaders first, server.go:2628), rolling
-// restarts, Toxiproxy faults and the benchmarks come next; see issue 11.
+// restarts, a partition between NATS servers (routes through Toxiproxy)
+// and the benchmarks come next; see issue 11.
 package natsbroker

@@ -72,18 +72,38 @@ func dialHub(t testing.TB, url string) *wsClient {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{hub.Subprotocol}})
+	wc, err := tryDialHub(ctx, t, url, nil)
 	if err != nil {
-		t.Fatalf("dial: %v", err)
+		t.Fatal(err)
+	}
+	return wc
+}
+
+// tryDialHub is dialHub for tests where the network may fail: it returns
+// the error of the dial or of the connect command instead of failing.
+func tryDialHub(ctx context.Context, t testing.TB, url string, opts *websocket.DialOptions) (*wsClient, error) {
+	var o websocket.DialOptions
+	if opts != nil {
+		o = *opts
+	}
+	o.Subprotocols = []string{hub.Subprotocol}
+	c, _, err := websocket.Dial(ctx, url, &o)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
 	}
 	wc := &wsClient{t: t, c: c, done: make(chan struct{})}
 	wc.cond = sync.NewCond(&wc.mu)
 	go wc.read()
 	t.Cleanup(func() { wc.c.CloseNow(); <-wc.done })
-	if m := wc.call(map[string]any{"op": "connect"}); m.Error != nil {
-		t.Fatalf("connect: %v", m.Error)
+	m, err := wc.tryCall(map[string]any{"op": "connect"})
+	if err == nil && m.Error != nil {
+		err = m.Error
 	}
-	return wc
+	if err != nil {
+		wc.c.CloseNow()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return wc, nil
 }
 
 func (wc *wsClient) read() {
@@ -125,6 +145,14 @@ func (wc *wsClient) waitFor(pred func([]wsMsg) bool) bool {
 }
 
 func (wc *wsClient) send(cmd map[string]any) uint64 {
+	id, err := wc.trySend(cmd)
+	if err != nil {
+		wc.t.Fatal(err)
+	}
+	return id
+}
+
+func (wc *wsClient) trySend(cmd map[string]any) (uint64, error) {
 	wc.mu.Lock()
 	wc.nextID++
 	id := wc.nextID
@@ -134,14 +162,27 @@ func (wc *wsClient) send(cmd map[string]any) uint64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := wc.c.Write(ctx, websocket.MessageText, b); err != nil {
-		wc.t.Fatalf("send %s: %v", b, err)
+		return 0, fmt.Errorf("send %s: %w", b, err)
 	}
-	return id
+	return id, nil
 }
 
 func (wc *wsClient) call(cmd map[string]any) wsMsg {
 	wc.t.Helper()
-	id := wc.send(cmd)
+	m, err := wc.tryCall(cmd)
+	if err != nil {
+		wc.t.Fatal(err)
+	}
+	return m
+}
+
+// tryCall sends a command and waits for its reply; it fails when the
+// connection ends first or no reply comes within 10s.
+func (wc *wsClient) tryCall(cmd map[string]any) (wsMsg, error) {
+	id, err := wc.trySend(cmd)
+	if err != nil {
+		return wsMsg{}, err
+	}
 	var got wsMsg
 	if !wc.waitFor(func(msgs []wsMsg) bool {
 		for _, m := range msgs {
@@ -152,9 +193,11 @@ func (wc *wsClient) call(cmd map[string]any) wsMsg {
 		}
 		return false
 	}) {
-		wc.t.Fatalf("no reply to %v (connection: %v)", cmd, wc.err)
+		wc.mu.Lock()
+		defer wc.mu.Unlock()
+		return wsMsg{}, fmt.Errorf("no reply to %v (connection: %v)", cmd, wc.err)
 	}
-	return got
+	return got, nil
 }
 
 func (wc *wsClient) subscribe(room string, since *hub.Position) wsSubResult {
