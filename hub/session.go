@@ -14,19 +14,24 @@ import (
 )
 
 // session is one client's connection to the hub. Its commands run one at a
-// time in the connection's reading goroutine (so replies come in command
-// order); everything it is sent goes through one queue, written by a
-// goroutine that exists only while the queue is not empty, so that an idle
-// client costs no goroutine beyond its reader.
+// time, in the order they came (so replies come in command order), in a
+// goroutine that exists only while commands wait (commands.go), so that the
+// reading goroutine goes on reading while a command waits on the broker:
+// pongs, pings and the peer's close are seen only by a read. Everything the
+// session is sent goes through one queue, written by a goroutine that exists
+// only while the queue is not empty. An idle client costs no goroutine
+// beyond its reader.
 type session struct {
 	h    *Hub
 	c    *websocket.Conn
 	r    *http.Request
 	info ClientInfo
-	subs map[string]*subscription // owned by the reading goroutine
+	subs map[string]*subscription // owned by the command runner
 	lim  tokenBucket
 	// writeFn is s.write, made once.
 	writeFn func()
+
+	cmds commandRunner
 
 	mu         sync.Mutex
 	queue      []outgoing
@@ -81,6 +86,12 @@ func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) (er
 		h.log.Info("hub client disconnected", "client", s.info.Client, "user", s.info.User, "remote", r.RemoteAddr,
 			"code", int(code), "by", by, "rooms", len(s.subs), "duration", time.Since(start).Round(time.Millisecond))
 	}()
+	// The commands' context ends as soon as reading does, so that a command
+	// waiting on the broker gives up before the connection closes (which
+	// waits for this handler); s.end runs after the runner stopped.
+	cctx, stop := context.WithCancel(ctx)
+	s.cmds.start(cctx, s.run)
+	defer s.cmds.stop(stop)
 	var buf []byte
 	for {
 		msg, rerr := c.ReadInto(ctx, buf)
@@ -88,11 +99,13 @@ func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) (er
 			return rerr
 		}
 		buf = msg.Data[:0]
+		// parseCommand copies what it keeps (json.RawMessage copies), so
+		// buf can be read into again while the command waits its turn.
 		cmd, ok := parseCommand(msg)
 		if !ok {
 			return s.closeErr(CloseBadRequest, errNotACommand)
 		}
-		if err := s.run(ctx, &cmd); err != nil {
+		if err := s.cmds.add(ctx, cmd); err != nil {
 			return err
 		}
 	}
@@ -135,8 +148,8 @@ func (s *session) connect(ctx context.Context) error {
 	return nil
 }
 
-// run runs one command after connect. A non-nil error ends the connection.
-func (s *session) run(ctx context.Context, cmd *command) error {
+// run runs one command after connect.
+func (s *session) run(ctx context.Context, cmd *command) {
 	switch cmd.Op {
 	case "connect":
 		s.sendReply(cmd.ID, nil, &Error{Code: CodeBadRequest, Message: "already connected"})
@@ -156,7 +169,6 @@ func (s *session) run(ctx context.Context, cmd *command) error {
 	default:
 		s.sendReply(cmd.ID, nil, &Error{Code: CodeBadRequest, Message: "unknown op " + truncate(cmd.Op, 32)})
 	}
-	return nil
 }
 
 func truncate(s string, n int) string {
