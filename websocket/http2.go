@@ -78,9 +78,17 @@ func acceptHTTP2(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, su
 		h.Set("Sec-WebSocket-Extensions", extensions)
 	}
 	w.WriteHeader(http.StatusOK)
-	if err := rc.Flush(); err != nil {
+	if err := rc.Flush(); err != nil && r.Context().Err() == nil {
 		return nil, &HandshakeError{Message: "sending the handshake response: " + err.Error(), cause: err}
 	}
+	// A flush that failed because the peer reset the stream (which ends
+	// the request's context) may still have sent the response: net/http
+	// reports the reset when it races with the write's completion. The
+	// peer may then have opened the WebSocket and sent frames before its
+	// reset, a close frame among them, and they are still readable from
+	// the body. So the connection opens, as it does over HTTP/1.1 when the
+	// peer leaves just after the 101, and its first read tells what the
+	// peer said, or 1006.
 	rc.SetWriteDeadline(time.Time{})
 
 	end := &serverStreamEnd{w: w, rc: rc, body: r.Body}
