@@ -121,7 +121,7 @@ func checkUpgradeRequest(w http.ResponseWriter, r *http.Request) *HandshakeError
 	switch {
 	case len(keys) == 0:
 		return bad("the request has no Sec-WebSocket-Key header")
-	case len(keys) > 1 || !validKey(strings.TrimSpace(keys[0])):
+	case len(keys) > 1 || !validKey(strings.Trim(keys[0], ows)):
 		return bad("the Sec-WebSocket-Key header must be the base64 form of 16 bytes")
 	}
 	return nil
@@ -133,7 +133,7 @@ func checkVersion(w http.ResponseWriter, r *http.Request) *HandshakeError {
 	switch v := r.Header.Values("Sec-WebSocket-Version"); {
 	case len(v) == 0:
 		return &HandshakeError{Status: http.StatusBadRequest, Message: "the request has no Sec-WebSocket-Version header"}
-	case len(v) > 1 || strings.TrimSpace(v[0]) != "13":
+	case len(v) > 1 || strings.Trim(v[0], ows) != "13":
 		w.Header().Set("Sec-WebSocket-Version", "13")
 		return &HandshakeError{Status: http.StatusUpgradeRequired, Message: "unsupported WebSocket version " + quote(strings.Join(v, ", ")) + "; this server speaks version 13"}
 	}
@@ -170,7 +170,7 @@ func selectSubprotocol(r *http.Request, supported []string) string {
 func buildAcceptResponse(key, subprotocol, extensions string, extra http.Header) []byte {
 	var b strings.Builder
 	b.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ")
-	b.WriteString(acceptKey(strings.TrimSpace(key)))
+	b.WriteString(acceptKey(strings.Trim(key, ows)))
 	b.WriteString("\r\n")
 	if subprotocol != "" {
 		b.WriteString("Sec-WebSocket-Protocol: " + subprotocol + "\r\n")

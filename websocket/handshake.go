@@ -28,13 +28,19 @@ func validKey(key string) bool {
 	return err == nil && len(b) == 16
 }
 
+// ows is the optional whitespace around the elements of a header's value
+// (RFC 7230 §3.2.3): spaces and tabs only. strings.TrimSpace would also
+// take a form feed or a vertical tab for blank, and accept a token that is
+// not one.
+const ows = " \t"
+
 // headerTokens splits every value of a comma-separated header into trimmed,
 // non-empty tokens.
 func headerTokens(h http.Header, name string) []string {
 	var tokens []string
 	for _, v := range h.Values(name) {
 		for t := range strings.SplitSeq(v, ",") {
-			if t = strings.TrimSpace(t); t != "" {
+			if t = strings.Trim(t, ows); t != "" {
 				tokens = append(tokens, t)
 			}
 		}
