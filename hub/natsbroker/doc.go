@@ -337,8 +337,9 @@
 // with Server.HandOver when it begins to shut down, before it lets its
 // clients go: they reconnect to other nodes and find the streams led
 // there. A node started again on its directory joins the cluster before
-// its replicas have caught up; Server.Current says when they have, which
+// its replicas have caught up; Broker.CaughtUp says when they have, which
 // is when a rolling restart may stop the next node (cmd/duplex's /readyz
-// waits for it). cmd/duplex's TestRollingRestart and
+// waits for it). nats-server's health check alone (Server.Current) says
+// current earlier, while a replica still lacks part of the stream. cmd/duplex's TestRollingRestart and
 // TestKillNodeMidStream run both on real processes.
 package natsbroker

@@ -194,14 +194,13 @@ func (s *Server) waitJetStream(timeout time.Duration) error {
 // JetStream, else what it still waits for: nats-server's own health check
 // (Healthz, what its /healthz serves), which asks that the meta group has
 // a leader this node is current with, and that every stream replica this
-// node holds has finished catching up and is current with its group's
-// leader (jetstream_cluster.go isStreamHealthy, raft.go isCurrent). A node
-// restarted on its directory joins the cluster before its replicas have
-// caught up with what was stored while it was away; until they have, the
-// stream's quorum still hangs on the other nodes, and stopping one of them
-// would stop the stream. So a rolling restart moves to the next node only
-// once this returns nil. A single server (no Cluster) is current once
-// JetStream runs.
+// node holds is not catching up from a snapshot and is current with, or
+// making progress towards, its group's leader (jetstream_cluster.go
+// isStreamHealthy, raft.go isCurrent). That is not "caught up": a node
+// restarted on its directory passes it while its replica still lacks
+// part of what was stored while it was away (TestHandOverAndCurrent sees a
+// replica at 1128 of 2010); Broker.CaughtUp checks that too. A single
+// server (no Cluster) is current once JetStream runs.
 func (s *Server) Current() error {
 	h := s.ns.Healthz(nil)
 	if h.Error != "" {
@@ -265,6 +264,19 @@ func (s *Server) HandOver(ctx context.Context) ([]string, error) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// lastSeq is the last sequence of this server's own replica of stream
+// (in any account), and whether it holds one.
+func (s *Server) lastSeq(stream string) (uint64, bool) {
+	for _, a := range s.streams() {
+		for _, sd := range a.Streams {
+			if sd.Name == stream {
+				return sd.State.LastSeq, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // streams lists the streams of every account this server holds a replica
