@@ -43,7 +43,7 @@ const defaultDataDir = "duplex-data"
 type rooms struct {
 	broker hub.Broker // nil: the hub's memory broker
 	// ready is the node's readiness beyond the broker's own (see caughtUp).
-	ready func() error
+	ready func(context.Context) error
 	// handOver runs when the node begins to shut down, before its clients
 	// are let go: a node of a cluster of embedded servers hands the
 	// leadership of its streams to the other nodes (natsbroker.Server.
@@ -55,7 +55,7 @@ type rooms struct {
 
 // openBroker starts what the rooms need.
 func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (rooms, error) {
-	r := rooms{ready: func() error { return nil }, handOver: func() {}, stop: func() {}}
+	r := rooms{ready: func(context.Context) error { return nil }, handOver: func() {}, stop: func() {}}
 	if opts.kind == "memory" {
 		logger.Info("rooms in memory: history is lost when the process stops")
 		return r, nil
@@ -95,7 +95,6 @@ func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (r
 		}
 		stop = append(stop, srv.Shutdown)
 		if opts.clusterListen != "" {
-			r.ready = caughtUp(srv, logger)
 			r.handOver = func() { handOver(srv, logger) }
 		}
 		if nc, err = srv.Connect(); err != nil {
@@ -118,6 +117,9 @@ func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (r
 	}
 	stop = append(stop, func() { b.Close() })
 	r.broker, r.stop = b, undo
+	if srv != nil && opts.clusterListen != "" {
+		r.ready = caughtUp(b, srv, logger)
+	}
 	return r, nil
 }
 
@@ -143,9 +145,9 @@ func handOver(srv *natsbroker.Server, logger *slog.Logger) {
 }
 
 // caughtUp is the readiness of a node of a cluster of embedded servers: it
-// fails until the node's server is current with the cluster's JetStream
-// (natsbroker.Server.Current: its replicas of the rooms' streams caught up
-// with their leaders), and succeeds from then on. A node restarted on its
+// fails until the node's replicas of the rooms' streams have caught up
+// with their leaders (natsbroker.Broker.CaughtUp), and succeeds from then
+// on. A node restarted on its
 // data directory takes connections as soon as it has joined the cluster,
 // but it counts towards the streams' quorum only once its replicas have
 // caught up: an operator who restarts the next node when this one says
@@ -153,14 +155,20 @@ func handOver(srv *natsbroker.Server, logger *slog.Logger) {
 // caught up the node stays ready: a node that falls behind later (a peer
 // lost, an election) still serves its clients, and the broker's own
 // readiness says when NATS is out of reach.
-func caughtUp(srv *natsbroker.Server, logger *slog.Logger) func() error {
+// caughtUpTimeout bounds one readiness check's questions to the streams'
+// leaders: a probe wants an answer, and an election is a "not yet".
+const caughtUpTimeout = 2 * time.Second
+
+func caughtUp(b *natsbroker.Broker, srv *natsbroker.Server, logger *slog.Logger) func(context.Context) error {
 	var once atomic.Bool
 	start := time.Now()
-	return func() error {
+	return func(ctx context.Context) error {
 		if once.Load() {
 			return nil
 		}
-		if err := srv.Current(); err != nil {
+		ctx, cancel := context.WithTimeout(ctx, caughtUpTimeout)
+		defer cancel()
+		if err := b.CaughtUp(ctx, srv); err != nil {
 			return fmt.Errorf("catching up with the NATS cluster: %w", err)
 		}
 		if once.CompareAndSwap(false, true) {

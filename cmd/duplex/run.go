@@ -80,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			io.WriteString(w, "shutting down\n")
 			return
 		}
-		err := rooms.ready()
+		err := rooms.ready(r.Context())
 		if err == nil {
 			err = chatServer.Ready(r.Context())
 		}
