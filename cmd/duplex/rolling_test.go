@@ -35,15 +35,16 @@ type rollScale struct {
 // recovers.
 //
 // The short variant restarts each node once with 4 subscribers per node;
-// DUPLEX_LONG=1 restarts each node 3 times with 15 per node, publishing
-// faster.
+// DUPLEX_LONG=1 restarts each node 3 times with 15 per node.
 func TestRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs 3 processes")
 	}
 	scale := rollScale{rounds: 1, interval: 25 * time.Millisecond, subsPerNode: 4}
 	if os.Getenv("DUPLEX_LONG") == "1" {
-		scale = rollScale{rounds: 3, interval: 10 * time.Millisecond, subsPerNode: 15}
+		// 40 publications a second per publisher: under the hub's rate
+		// limit (DefaultPublishRate, 50 a second per connection).
+		scale = rollScale{rounds: 3, interval: 25 * time.Millisecond, subsPerNode: 15}
 	}
 	bin := buildDuplex(t)
 	start := time.Now()
