@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -96,6 +97,11 @@ func TestRollingRestart(t *testing.T) {
 	close(stop)
 
 	ok := d.check()
+	for _, nd := range nodes {
+		if w := warnings(nd); len(w) > 0 {
+			t.Logf("%s warnings (all its processes): %s", nd.name, strings.Join(w, "; "))
+		}
+	}
 	if !ok {
 		for _, nd := range nodes {
 			t.Logf("--- log of %s ---\n%s", nd.name, nd.allLogs())
@@ -166,4 +172,19 @@ func mapLines(m map[string]int) []string {
 		out = append(out, fmt.Sprintf("%s: %d", k, v))
 	}
 	return out
+}
+
+// warnings counts the node's warning and error lines, of every process it
+// ran, by their text without the time.
+func warnings(n *node) []string {
+	counts := map[string]int{}
+	for _, l := range append(slices.Clone(n.past), n.logs) {
+		for _, level := range []string{"level=WARN", "level=ERROR"} {
+			for _, line := range l.linesWith(level) {
+				_, rest, _ := strings.Cut(line, " ")
+				counts[rest]++
+			}
+		}
+	}
+	return mapLines(counts)
 }
