@@ -3,6 +3,7 @@ package natsbroker
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/duplexws/duplex/hub"
 )
@@ -36,7 +37,8 @@ func (b *Broker) Ready(ctx context.Context) error {
 // anycable#284). So a rolling restart moves to the next node only once
 // this returns nil. The leader's last sequence is read first and the
 // replica's after: a replica only grows, so one that reaches the leader's
-// has everything acknowledged before the call.
+// has everything acknowledged before the call. It waits for that within
+// ctx (bounded by Options.Timeout when it has no deadline).
 func (b *Broker) CaughtUp(ctx context.Context, srv *Server) error {
 	if err := srv.Current(); err != nil {
 		return err
@@ -51,12 +53,25 @@ func (b *Broker) CaughtUp(ctx context.Context, srv *Server) error {
 		if info.Config.Replicas <= 1 {
 			continue // on one node: nothing to catch up
 		}
-		local, ok := srv.lastSeq(stream)
-		if !ok {
-			return fmt.Errorf("natsbroker: stream %s: no replica on this node yet", stream)
-		}
-		if local < info.State.LastSeq {
-			return fmt.Errorf("natsbroker: stream %s: this node's replica at %d, its leader's at %d", stream, local, info.State.LastSeq)
+		// A replica that keeps up still trails its leader by what is in
+		// flight: wait, within ctx, for it to reach the leader's last
+		// sequence as read, a fixed mark, rather than to equal a moving one.
+		for {
+			local, ok := srv.lastSeq(stream)
+			if ok && local >= info.State.LastSeq {
+				break
+			}
+			var err error
+			if !ok {
+				err = fmt.Errorf("natsbroker: stream %s: no replica on this node yet", stream)
+			} else {
+				err = fmt.Errorf("natsbroker: stream %s: this node's replica at %d, its leader's at %d", stream, local, info.State.LastSeq)
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(10 * time.Millisecond):
+			}
 		}
 	}
 	return nil
