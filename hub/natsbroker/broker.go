@@ -425,7 +425,9 @@ const publishAttempt = time.Second
 
 // publishMsg publishes msg to the stream. A keyed message (it carries a
 // Nats-Msg-Id) whose attempt goes unanswered for publishAttempt is sent
-// again, until ctx ends: in a cluster a publish that reaches a leader as
+// again, until ctx ends (and so is one told that its key is "in process":
+// an earlier attempt is being stored, JSStreamDuplicateMessageConflict,
+// jetstream_batching.go:621): in a cluster a publish that reaches a leader as
 // it steps down (a node handing over before it stops, an election) is
 // dropped without an answer, and would otherwise hold the caller for all
 // of ctx; the stream stores the message at most once whatever the number
@@ -440,8 +442,20 @@ func (b *Broker) publishMsg(ctx context.Context, msg *nats.Msg, keyed bool, popt
 		actx, cancel := context.WithTimeout(ctx, publishAttempt)
 		ack, err := b.js.PublishMsg(actx, msg, popts...)
 		cancel()
-		if err == nil || ctx.Err() != nil ||
-			!(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return ack, err
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == codeMsgIDInProcess:
+			// The first attempt is on its way to being stored: the next
+			// one gets its sequence.
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(20 * time.Millisecond):
+			}
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		default:
 			return ack, err
 		}
 	}
