@@ -18,7 +18,7 @@ import (
 func TestHandOverAndCaughtUp(t *testing.T) {
 	c := newCluster(t, 3, Options{Replicas: 3})
 	a := c.node("A")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sent := 0
 	payload := []byte(`"` + strings.Repeat("x", 1000) + `"`) // so that catching up takes a while

@@ -243,14 +243,24 @@ func (s *Server) HandOver(ctx context.Context) ([]string, error) {
 	for _, h := range handed {
 		names = append(names, h.stream)
 	}
+	lastStep := time.Now()
 	for {
 		waiting := ""
+		again := time.Since(lastStep) > 250*time.Millisecond
 		for _, a := range s.streams() {
 			for _, sd := range a.Streams {
 				for _, h := range handed {
-					if h.account == a.Name && h.stream == sd.Name &&
-						(sd.Cluster == nil || sd.Cluster.Leader == "" || sd.Cluster.Leader == s.ns.Name()) {
+					if h.account != a.Name || h.stream != sd.Name {
+						continue
+					}
+					if sd.Cluster == nil || sd.Cluster.Leader == "" || sd.Cluster.Leader == s.ns.Name() {
 						waiting = sd.Name
+					}
+					// Elected again (the peer it handed over to could not
+					// win, or did not campaign): step down again.
+					if again && s.ns.JetStreamIsStreamLeader(a.Name, sd.Name) {
+						s.ns.JetStreamStepdownStream(a.Name, sd.Name)
+						lastStep = time.Now()
 					}
 				}
 			}
