@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,13 +39,26 @@ const clusterName = "duplex"
 // started, where its owner sees it, not a temporary one that a reboot empties.
 const defaultDataDir = "duplex-data"
 
-// openBroker starts what the rooms need and returns the broker for the chat
-// (nil: the hub's memory broker) and the function that stops it, to run
-// once the hub has shut down.
-func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (hub.Broker, func(), error) {
+// rooms is what openBroker started for the chat's rooms.
+type rooms struct {
+	broker hub.Broker // nil: the hub's memory broker
+	// ready is the node's readiness beyond the broker's own (see caughtUp).
+	ready func(context.Context) error
+	// handOver runs when the node begins to shut down, before its clients
+	// are let go: a node of a cluster of embedded servers hands the
+	// leadership of its streams to the other nodes (natsbroker.Server.
+	// HandOver), so that the clients that reconnect there find a leader.
+	handOver func()
+	// stop stops it all, once the hub has shut down.
+	stop func()
+}
+
+// openBroker starts what the rooms need.
+func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (rooms, error) {
+	r := rooms{ready: func(context.Context) error { return nil }, handOver: func() {}, stop: func() {}}
 	if opts.kind == "memory" {
 		logger.Info("rooms in memory: history is lost when the process stops")
-		return nil, func() {}, nil
+		return r, nil
 	}
 	var (
 		nc   *nats.Conn
@@ -59,17 +73,17 @@ func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (h
 	}
 	if opts.url != "" {
 		if nc, err = natsbroker.Connect(opts.url); err != nil {
-			return nil, nil, fmt.Errorf("-nats-url %s: %w", opts.url, err)
+			return rooms{}, fmt.Errorf("-nats-url %s: %w", opts.url, err)
 		}
 		stop = append(stop, nc.Close)
 		logger.Info("rooms on an external NATS system", "url", opts.url)
 	} else {
 		dir, err := filepath.Abs(filepath.Join(opts.dataDir, "nats"))
 		if err != nil {
-			return nil, nil, err
+			return rooms{}, err
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, nil, fmt.Errorf("-data-dir: %w", err)
+			return rooms{}, fmt.Errorf("-data-dir: %w", err)
 		}
 		so := natsbroker.ServerOptions{Dir: dir, Listen: opts.listen}
 		if opts.clusterListen != "" {
@@ -77,12 +91,15 @@ func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (h
 			logger.Info("joining the NATS cluster", "name", opts.name, "cluster_listen", opts.clusterListen, "routes", opts.routes)
 		}
 		if srv, err = natsbroker.StartServer(so); err != nil {
-			return nil, nil, fmt.Errorf("embedded NATS server: %w", err)
+			return rooms{}, fmt.Errorf("embedded NATS server: %w", err)
 		}
 		stop = append(stop, srv.Shutdown)
+		if opts.clusterListen != "" {
+			r.handOver = func() { handOver(srv, logger) }
+		}
 		if nc, err = srv.Connect(); err != nil {
 			undo()
-			return nil, nil, fmt.Errorf("embedded NATS server: %w", err)
+			return rooms{}, fmt.Errorf("embedded NATS server: %w", err)
 		}
 		stop = append(stop, nc.Close)
 		attrs := []any{"data_dir", dir}
@@ -96,8 +113,67 @@ func openBroker(ctx context.Context, opts brokerOptions, logger *slog.Logger) (h
 	b, err := natsbroker.New(bctx, nc, natsbroker.Options{Replicas: opts.replicas})
 	if err != nil {
 		undo()
-		return nil, nil, fmt.Errorf("NATS broker: %w", err)
+		return rooms{}, fmt.Errorf("NATS broker: %w", err)
 	}
 	stop = append(stop, func() { b.Close() })
-	return b, undo, nil
+	r.broker, r.stop = b, undo
+	if srv != nil && opts.clusterListen != "" {
+		r.ready = caughtUp(b, srv, logger)
+	}
+	return r, nil
+}
+
+// handOverTimeout bounds the wait for the streams' new leaders when a node
+// shuts down: past it, the node goes on with its shutdown, which steps
+// down again (nats-server's Shutdown does).
+const handOverTimeout = 5 * time.Second
+
+// handOver hands the leadership of the streams the node's embedded server
+// leads to the other nodes, and logs it.
+func handOver(srv *natsbroker.Server, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), handOverTimeout)
+	defer cancel()
+	start := time.Now()
+	streams, err := srv.HandOver(ctx)
+	if err != nil {
+		logger.Warn("handing over the NATS streams' leadership", "streams", streams, "error", err)
+		return
+	}
+	if len(streams) > 0 {
+		logger.Info("handed over the NATS streams' leadership", "streams", streams, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// caughtUp is the readiness of a node of a cluster of embedded servers: it
+// fails until the node's replicas of the rooms' streams have caught up
+// with their leaders (natsbroker.Broker.CaughtUp), and succeeds from then
+// on. A node restarted on its
+// data directory takes connections as soon as it has joined the cluster,
+// but it counts towards the streams' quorum only once its replicas have
+// caught up: an operator who restarts the next node when this one says
+// ready must not leave the streams with one current replica of three. Once
+// caught up the node stays ready: a node that falls behind later (a peer
+// lost, an election) still serves its clients, and the broker's own
+// readiness says when NATS is out of reach.
+// caughtUpTimeout bounds one readiness check's questions to the streams'
+// leaders: a probe wants an answer, and an election is a "not yet".
+const caughtUpTimeout = 2 * time.Second
+
+func caughtUp(b *natsbroker.Broker, srv *natsbroker.Server, logger *slog.Logger) func(context.Context) error {
+	var once atomic.Bool
+	start := time.Now()
+	return func(ctx context.Context) error {
+		if once.Load() {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, caughtUpTimeout)
+		defer cancel()
+		if err := b.CaughtUp(ctx, srv); err != nil {
+			return fmt.Errorf("catching up with the NATS cluster: %w", err)
+		}
+		if once.CompareAndSwap(false, true) {
+			logger.Info("caught up with the NATS cluster", "after", time.Since(start).Round(time.Millisecond))
+		}
+		return nil
+	}
 }

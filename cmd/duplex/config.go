@@ -87,7 +87,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		"`copies` of the rooms' history in the NATS cluster: 1, or 3 to survive the loss of a node (env DUPLEX_NATS_REPLICAS)")
 	readTLS := addTLSFlags(fs, getenv)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index?room=NAME (hub WebSocket /chat/hub, events /chat/rooms/{room}/events), the guide's echo GET /chat/echo (WebSocket /chat/connect); for operations GET /metrics (Prometheus), GET /healthz (the process is up) and GET /readyz (200 while it takes connections, 503 once shutting down).\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index?room=NAME (hub WebSocket /chat/hub, events /chat/rooms/{room}/events), the guide's echo GET /chat/echo (WebSocket /chat/connect); for operations GET /metrics (Prometheus), GET /healthz (the process is up) and GET /readyz (200 while it takes connections: in a cluster of embedded NATS servers, once its NATS replicas have caught up; 503 once shutting down).\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

@@ -41,16 +41,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger := slog.New(slog.NewTextHandler(stdout, &slog.HandlerOptions{Level: cfg.logLevel}))
 
-	broker, stopBroker, err := openBroker(ctx, cfg.broker, logger) // broker.go
+	rooms, err := openBroker(ctx, cfg.broker, logger) // broker.go
 	if err != nil {
 		return err
 	}
 	// Deferred: it runs after the shutdown below, once the hub has let go.
-	defer stopBroker()
+	defer rooms.stop()
 
 	m := newMetrics()
 	chatServer := chat.New(chat.Options{
-		Broker:         broker,
+		Broker:         rooms.broker,
 		OriginPatterns: cfg.allowedOrigins,
 		PingInterval:   pingInterval,
 		ShutdownCode:   cfg.shutdownCode,
@@ -80,7 +80,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			io.WriteString(w, "shutting down\n")
 			return
 		}
-		if err := chatServer.Ready(r.Context()); err != nil {
+		err := rooms.ready(r.Context())
+		if err == nil {
+			err = chatServer.Ready(r.Context())
+		}
+		if err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, err.Error()+"\n")
 			return
@@ -124,6 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	ready.Store(false) // first: /readyz says 503 before any close frame goes out
 	logger.Info("shutting down", "timeout", shutdownTimeout, "websockets", chatServer.Connections())
+	rooms.handOver() // before the clients go: they reconnect to nodes that lead
 	if testHookBeforeDrain != nil {
 		testHookBeforeDrain()
 	}

@@ -401,7 +401,8 @@ func (b *Broker) Publish(ctx context.Context, room string, m hub.Message) (hub.P
 	}
 	ctx, cancel := b.bound(ctx)
 	defer cancel()
-	ack, err := b.js.PublishMsg(ctx, msg, popts...)
+	keyed := m.Key != ""
+	ack, err := b.publishMsg(ctx, msg, keyed, popts)
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
 		// Nothing took the message, for half a second (the client's
 		// retries): the stream is gone (deleted by an operator), or, in a
@@ -410,13 +411,54 @@ func (b *Broker) Publish(ctx context.Context, room string, m hub.Message) (hub.P
 		// long as ctx allows.
 		if err = b.ensureStream(ctx); err == nil {
 			popts = append(popts, jetstream.WithRetryAttempts(untilDone), jetstream.WithRetryWait(50*time.Millisecond))
-			ack, err = b.js.PublishMsg(ctx, msg, popts...)
+			ack, err = b.publishMsg(ctx, msg, keyed, popts)
 		}
 	}
 	if err != nil {
 		return hub.Position{}, fmt.Errorf("natsbroker: publish to %q: %w", room, err)
 	}
 	return hub.Position{Offset: ack.Sequence, Epoch: b.incarnation().epoch}, nil
+}
+
+// publishAttempt bounds one attempt of a keyed publish; see publishMsg.
+const publishAttempt = time.Second
+
+// publishMsg publishes msg to the stream. A keyed message (it carries a
+// Nats-Msg-Id) whose attempt goes unanswered for publishAttempt is sent
+// again, until ctx ends (and so is one told that its key is "in process":
+// an earlier attempt is being stored, JSStreamDuplicateMessageConflict,
+// jetstream_batching.go:621): in a cluster a publish that reaches a leader as
+// it steps down (a node handing over before it stops, an election) is
+// dropped without an answer, and would otherwise hold the caller for all
+// of ctx; the stream stores the message at most once whatever the number
+// of attempts, and answers a repeat with the first one's sequence. A
+// message without a key is sent once: a second attempt could store it
+// twice.
+func (b *Broker) publishMsg(ctx context.Context, msg *nats.Msg, keyed bool, popts []jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	if !keyed {
+		return b.js.PublishMsg(ctx, msg, popts...)
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		ack, err := b.js.PublishMsg(actx, msg, popts...)
+		cancel()
+		var apiErr *jetstream.APIError
+		switch {
+		case err == nil || ctx.Err() != nil:
+			return ack, err
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == codeMsgIDInProcess:
+			// The first attempt is on its way to being stored: the next
+			// one gets its sequence.
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(20 * time.Millisecond):
+			}
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+		default:
+			return ack, err
+		}
+	}
 }
 
 // msgID scopes an idempotency key to its room and keeps the header safe

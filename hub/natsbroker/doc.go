@@ -195,9 +195,15 @@
 // publication survives the loss of any one node, and history reads keep
 // working on the two left: the stream elects a new leader among them, and
 // a node that comes back on its directory catches up from them. While a
-// new leader is elected, Publish waits for it (within its context); a
-// publish whose acknowledgement was lost on the way fails, and is stored
-// once if retried with the same key (the stream's duplicate window). With
+// new leader is elected, Publish waits for it (within its context, or
+// Options.Timeout when that has no deadline): a publish that nothing took
+// ("no responders") is sent again, and so is a keyed one left unanswered
+// for a second (it reached a leader as it stepped down), since the stream
+// stores a key once; a publish without a key whose acknowledgement was
+// lost fails, and is stored once if retried with a key (the stream's
+// duplicate window). A leader killed outright is replaced only after an
+// election timeout (4 to 9s, raft.go:317-318), which may outlast a
+// Publish's context: it fails, and the hub's client retries. With
 // two nodes lost the stream has no quorum: publishes and history reads
 // fail (the hub's publishers get an error, nothing is lost silently) until
 // one returns. R1 in a cluster keeps each message on one node: its loss
@@ -335,11 +341,25 @@
 // after the heal the node catches up (catchUp, then the hub's gap repair)
 // and every subscriber holds every publication once, in order.
 //
+// # Restarts
+//
+// nats-server's Shutdown hands every RAFT group the server leads to a
+// healthy peer first (server.go:2628, raft.go StepDown), so a server
+// stopped cleanly costs no election timeout, where one killed (kill -9)
+// costs 4 to 9s. A host program that serves clients does better still
+// with Server.HandOver when it begins to shut down, before it lets its
+// clients go: they reconnect to other nodes and find the streams led
+// there. A node started again on its directory joins the cluster before
+// its replicas have caught up; Broker.CaughtUp says when they have, which
+// is when a rolling restart may stop the next node (cmd/duplex's /readyz
+// waits for it). nats-server's health check alone (Server.Current) says
+// current earlier, while a replica still lacks part of the stream.
+// cmd/duplex's TestRollingRestart and TestKillNodeMidStream run both on
+// real processes.
+//
 // # Not yet
 //
-// The cmd/duplex flags for the cluster, the multi-process tests (kill -9,
-// which hands over no leadership: the in-process tests stop a server with
-// Shutdown, which steps down its leaders first, server.go:2628), rolling
-// restarts, a partition between NATS servers (routes through Toxiproxy)
-// and the benchmarks come next; see issue 11.
+// A partition between NATS servers (routes through Toxiproxy, JetStream in
+// the minority), route TLS and authentication for clusters across
+// machines; see issue 11.
 package natsbroker

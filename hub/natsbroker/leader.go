@@ -37,6 +37,7 @@ const (
 	codeClusterUnavailable = 10008 // JSClusterNotAvailErr
 	codeNoMessage          = 10037 // JSNoMessageFoundErr
 	codeStreamNotFound     = 10059 // JSStreamNotFoundErr
+	codeMsgIDInProcess     = 10158 // JSStreamDuplicateMessageConflict: a publish with the same Nats-Msg-Id is being stored
 )
 
 func (e *apiError) err() error {

@@ -1,6 +1,7 @@
 package natsbroker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -189,6 +190,115 @@ func (s *Server) waitJetStream(timeout time.Duration) error {
 	}
 }
 
+// Current returns nil once this server is current with its cluster's
+// JetStream, else what it still waits for: nats-server's own health check
+// (Healthz, what its /healthz serves), which asks that the meta group has
+// a leader this node is current with, and that every stream replica this
+// node holds is not catching up from a snapshot and is current with, or
+// making progress towards, its group's leader (jetstream_cluster.go
+// isStreamHealthy, raft.go isCurrent). That is not "caught up": a node
+// restarted on its directory passes it while its replica still lacks
+// part of what was stored while it was away (TestHandOverAndCurrent sees a
+// replica at 1128 of 2010); Broker.CaughtUp checks that too. A single
+// server (no Cluster) is current once JetStream runs.
+func (s *Server) Current() error {
+	h := s.ns.Healthz(nil)
+	if h.Error != "" {
+		return fmt.Errorf("natsbroker: %s", h.Error)
+	}
+	if h.StatusCode != 0 && h.StatusCode != 200 {
+		return fmt.Errorf("natsbroker: nats-server health %d %s", h.StatusCode, h.Status)
+	}
+	return nil
+}
+
+// HandOver hands the leadership of every stream this server leads to
+// another of its replicas, and waits (within ctx) until each of them has a
+// new leader; it returns the streams handed over. A node about to stop
+// calls it before it lets its clients go: they reconnect to other nodes
+// and recover from the streams at once, where, with this server still the
+// leader until its Shutdown, they would meet the election that Shutdown
+// starts (a read lost in it costs an attempt's timeout). nats-server picks
+// the new leader among the replicas it heard from lately
+// (raft.go StepDown) and tells it to campaign at once; a single server, or
+// a stream of one replica, has nobody to hand over to and keeps its
+// leadership.
+func (s *Server) HandOver(ctx context.Context) ([]string, error) {
+	if !s.ns.JetStreamIsClustered() {
+		return nil, nil
+	}
+	type led struct{ account, stream string }
+	var handed []led
+	for _, a := range s.streams() {
+		for _, sd := range a.Streams {
+			if sd.Config != nil && sd.Config.Replicas > 1 && s.ns.JetStreamIsStreamLeader(a.Name, sd.Name) {
+				if err := s.ns.JetStreamStepdownStream(a.Name, sd.Name); err != nil {
+					return nil, fmt.Errorf("natsbroker: stepping down from stream %s: %w", sd.Name, err)
+				}
+				handed = append(handed, led{a.Name, sd.Name})
+			}
+		}
+	}
+	var names []string
+	for _, h := range handed {
+		names = append(names, h.stream)
+	}
+	lastStep := time.Now()
+	for {
+		waiting := ""
+		again := time.Since(lastStep) > 250*time.Millisecond
+		for _, a := range s.streams() {
+			for _, sd := range a.Streams {
+				for _, h := range handed {
+					if h.account != a.Name || h.stream != sd.Name {
+						continue
+					}
+					if sd.Cluster == nil || sd.Cluster.Leader == "" || sd.Cluster.Leader == s.ns.Name() {
+						waiting = sd.Name
+					}
+					// Elected again (the peer it handed over to could not
+					// win, or did not campaign): step down again.
+					if again && s.ns.JetStreamIsStreamLeader(a.Name, sd.Name) {
+						s.ns.JetStreamStepdownStream(a.Name, sd.Name)
+						lastStep = time.Now()
+					}
+				}
+			}
+		}
+		if waiting == "" {
+			return names, nil
+		}
+		select {
+		case <-ctx.Done():
+			return names, fmt.Errorf("natsbroker: stream %s has no new leader: %w", waiting, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// lastSeq is the last sequence of this server's own replica of stream
+// (in any account), and whether it holds one.
+func (s *Server) lastSeq(stream string) (uint64, bool) {
+	for _, a := range s.streams() {
+		for _, sd := range a.Streams {
+			if sd.Name == stream {
+				return sd.State.LastSeq, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// streams lists the streams of every account this server holds a replica
+// of, with their configuration and leader as this server knows them.
+func (s *Server) streams() []*server.AccountDetail {
+	jsz, err := s.ns.Jsz(&server.JSzOptions{Accounts: true, Streams: true, Config: true})
+	if err != nil {
+		return nil
+	}
+	return jsz.AccountDetails
+}
+
 // metaLeader is the name of the JetStream meta leader this node knows, ""
 // for none.
 func (s *Server) metaLeader() string {
@@ -231,7 +341,13 @@ func (s *Server) Name() string { return s.ns.Name() }
 func (s *Server) NATS() *server.Server { return s.ns }
 
 // Shutdown stops the server and waits until it has stopped, so that the
-// file store is closed and may be opened again.
+// file store is closed and may be opened again. In a cluster, nats-server's
+// Shutdown first hands over every RAFT group this node leads (the meta
+// group, the streams') to a healthy peer (server.go Shutdown calls
+// stepdownRaftNodes; raft.go StepDown sends EntryLeaderTransfer, so the peer
+// campaigns at once instead of after an election timeout): the others
+// elect no leader by timeout, and publishes wait for a moment, not for
+// seconds.
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
