@@ -43,6 +43,7 @@ func newMetrics() *metrics {
 			Namespace: namespace, Subsystem: "websocket", Name: "handshakes_total",
 			Help: "WebSocket handshakes answered, by endpoint, transport (http1, http2) and result: accepted, " +
 				"rejected (a bad request or a refused origin, 4xx), limit (503 at -max-connections), " +
+				"rate_limited (429 over -handshake-rate), " +
 				"shutting_down (503 during shutdown) or failed (the response could not be written, 5xx).",
 		}, []string{"endpoint", "transport", "result"}),
 		handshakeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -142,6 +143,8 @@ func handshakeResult(h websocket.HandshakeInfo) string {
 		return "limit"
 	case errors.Is(h.Err, websocket.ErrShuttingDown):
 		return "shutting_down"
+	case errors.Is(h.Err, websocket.ErrRateLimited):
+		return "rate_limited"
 	case h.Status >= 400 && h.Status < 500:
 		return "rejected"
 	}
