@@ -20,14 +20,17 @@ import (
 // dialChat opens /chat/connect on addr as a same-origin page would.
 func dialChat(t *testing.T, ctx context.Context, addr string) *websocket.Conn {
 	t.Helper()
-	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/chat/connect", &websocket.DialOptions{
-		Header: http.Header{"Origin": {"http://" + addr}},
-	})
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/chat/connect", &websocket.DialOptions{Header: originHeader(addr)})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { c.CloseNow() })
 	return c
+}
+
+// originHeader is the Origin that a page of the server itself sends.
+func originHeader(addr string) http.Header {
+	return http.Header{"Origin": {"http://" + addr}}
 }
 
 // echo sends {"text": text} and checks the reply.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"os"
 	"slices"
@@ -134,11 +133,6 @@ func TestSlowloris(t *testing.T) {
 	t.Logf("baseline: %v", base)
 	t.Logf("peak:     %v", peak)
 	t.Logf("after:    %v", after)
-}
-
-// originHeader is the Origin a page of the server itself sends.
-func originHeader(addr string) http.Header {
-	return http.Header{"Origin": {"http://" + addr}}
 }
 
 // raiseFileLimit raises the soft limit of open files to the hard one when
