@@ -57,6 +57,17 @@ type Options struct {
 	// its upgrade with 503 and Retry-After.
 	MaxConnections int
 
+	// HandshakeRate, when set, limits how fast each client address may
+	// open WebSockets and event streams, on both endpoints together (see
+	// websocket.HandshakeRate): one over it is refused with 429 and
+	// Retry-After.
+	HandshakeRate *websocket.HandshakeRate
+
+	// HandshakeTimeout bounds writing a handshake's response; 0 means
+	// websocket.DefaultHandshakeTimeout. Reading the request is the HTTP
+	// server's to bound (http.Server.ReadHeaderTimeout): set both alike.
+	HandshakeTimeout time.Duration
+
 	// Hooks, when set, gives the hooks that observe an endpoint's
 	// WebSockets (see websocket.ServerHooks): New calls it once for
 	// EndpointEcho and once for EndpointHub.
@@ -104,7 +115,8 @@ func New(opts Options) *Server {
 		log: opts.Logger,
 		ws: websocket.Server{
 			Options: websocket.AcceptOptions{
-				OriginPatterns: append([]string(nil), opts.OriginPatterns...),
+				OriginPatterns:   append([]string(nil), opts.OriginPatterns...),
+				HandshakeTimeout: opts.HandshakeTimeout,
 				Options: websocket.Options{
 					ReadLimit:    ReadLimit,
 					PingInterval: opts.PingInterval,
@@ -125,6 +137,7 @@ func New(opts Options) *Server {
 		limit = &websocket.ConnLimit{Max: opts.MaxConnections}
 	}
 	s.ws.Limit = limit
+	s.ws.HandshakeRate = opts.HandshakeRate
 	var hubHooks websocket.ServerHooks
 	if opts.Hooks != nil {
 		s.ws.Hooks = opts.Hooks(EndpointEcho)

@@ -22,7 +22,8 @@ func newHub(opts Options, limit *websocket.ConnLimit, hooks websocket.ServerHook
 	return hub.New(hub.Options{
 		Broker: opts.Broker,
 		WebSocket: websocket.AcceptOptions{
-			OriginPatterns: append([]string(nil), opts.OriginPatterns...),
+			OriginPatterns:   append([]string(nil), opts.OriginPatterns...),
+			HandshakeTimeout: opts.HandshakeTimeout,
 			Options: websocket.Options{
 				PingInterval: opts.PingInterval,
 				PongTimeout:  opts.PongTimeout,
@@ -31,6 +32,7 @@ func newHub(opts Options, limit *websocket.ConnLimit, hooks websocket.ServerHook
 		ShutdownCode:   opts.ShutdownCode,
 		DrainWindow:    opts.DrainWindow,
 		ConnLimit:      limit,
+		HandshakeRate:  opts.HandshakeRate,
 		Hooks:          hooks,
 		ObservePublish: opts.ObservePublish,
 		Logger:         opts.Logger,

@@ -140,12 +140,17 @@ type Options struct {
 	ShutdownCode websocket.StatusCode
 	DrainWindow  time.Duration
 
-	// MaxConnections and ConnLimit cap the hub's WebSockets, alone or
-	// together with other websocket.Servers that share the ConnLimit, as
-	// in websocket.Server: a client over the cap is refused before the
-	// upgrade with 503 and Retry-After.
+	// MaxConnections and ConnLimit cap the hub's WebSockets and event
+	// streams, alone or together with other websocket.Servers that share
+	// the ConnLimit, as in websocket.Server: a client over the cap is
+	// refused before the upgrade with 503 and Retry-After.
 	MaxConnections int
 	ConnLimit      *websocket.ConnLimit
+
+	// HandshakeRate, when set, limits how fast each client may open
+	// WebSockets and event streams, as in websocket.Server: one over it
+	// is refused with 429 and Retry-After. It may be shared.
+	HandshakeRate *websocket.HandshakeRate
 
 	// Hooks observe the hub's WebSocket handshakes and connection ends,
 	// as websocket.Server's Hooks do; Stats gives the hub's counts.
@@ -179,8 +184,9 @@ type Hub struct {
 	rooms map[string]*room
 
 	sessions      atomic.Int64
+	eventStreams  atomic.Int64
 	subscriptions atomic.Int64
-	queuedBytes   atomic.Int64 // over the sessions' send queues: see session.queued
+	queuedBytes   atomic.Int64 // over the sessions' send queues (session.queued) and the event streams' buffers
 	queuedMsgs    atomic.Int64
 	slowConsumers atomic.Uint64
 	publications  atomic.Uint64
@@ -236,6 +242,7 @@ func New(opts Options) *Hub {
 		DrainWindow:    opts.DrainWindow,
 		MaxConnections: opts.MaxConnections,
 		Limit:          opts.ConnLimit,
+		HandshakeRate:  opts.HandshakeRate,
 		Hooks:          opts.Hooks,
 	}
 	return h
@@ -302,6 +309,7 @@ func (h *Hub) Presence(ctx context.Context, room string) ([]ClientInfo, error) {
 // Stats is a snapshot of a Hub's counters.
 type Stats struct {
 	Connections   int    // WebSockets open
+	EventStreams  int    // event streams (SSE) open
 	Rooms         int    // rooms with subscribers on this hub
 	Subscriptions int    // subscriptions of this hub's clients
 	SlowConsumers uint64 // connections closed with CloseSlowConsumer, since New
@@ -310,10 +318,10 @@ type Stats struct {
 	Resets        uint64 // rooms whose subscribers were closed with CloseInsufficientState
 
 	// QueuedBytes and QueuedMessages are the publications and presence
-	// events waiting in the WebSocket connections' send queues, or being
-	// written: what QueueBytes and QueueMessages bound per connection,
-	// summed. Replies to commands are not counted, as they are not
-	// bounded; nor are event streams (SSE), which queue on their own.
+	// events waiting in the WebSocket connections' send queues and in the
+	// event streams' buffers, or being written: what QueueBytes and
+	// QueueMessages bound per connection, summed. Replies to commands are
+	// not counted, as they are not bounded.
 	QueuedBytes    int
 	QueuedMessages int
 
@@ -330,6 +338,7 @@ func (h *Hub) Stats() Stats {
 	h.mu.Unlock()
 	return Stats{
 		Connections:    int(h.sessions.Load()),
+		EventStreams:   int(h.eventStreams.Load()),
 		Rooms:          rooms,
 		Subscriptions:  int(h.subscriptions.Load()),
 		SlowConsumers:  h.slowConsumers.Load(),

@@ -35,6 +35,10 @@ const sseHeartbeat = 25 * time.Second
 // The authentication hook sees the request (cookies, headers) with no token;
 // the authorization hook is asked for ActionSubscribe. A stream whose client
 // reads too slowly is ended (the client reconnects and recovers).
+//
+// A stream holds a socket and a buffer as a WebSocket does, so it counts as
+// one: against MaxConnections, ConnLimit and HandshakeRate (refused with
+// 503 or 429 and Retry-After), and its buffer in Stats' queue depth.
 func (h *Hub) ServeEvents(w http.ResponseWriter, r *http.Request, name string) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -50,6 +54,13 @@ func (h *Hub) ServeEvents(w http.ResponseWriter, r *http.Request, name string) {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	release, err := h.ws.Reserve(w, r) // answers the refusal itself
+	if err != nil {
+		return
+	}
+	defer release()
+	h.eventStreams.Add(1)
+	defer h.eventStreams.Add(-1)
 	since, err := eventStreamSince(r)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -90,6 +101,9 @@ func (h *Hub) ServeEvents(w http.ResponseWriter, r *http.Request, name string) {
 	}
 
 	st := &eventStream{h: h, wake: make(chan struct{}, 1)}
+	// Deferred first, so that it runs last: once the stream is detached,
+	// nothing adds to its buffer.
+	defer st.discard()
 	var rm *room
 	var sub *subscription
 	for attempt := 0; ; attempt++ {
@@ -141,7 +155,8 @@ func eventStreamSince(r *http.Request) (*Position, error) {
 
 // eventStream is the subscriber of one Server-Sent Events response: events
 // are formatted into buf as they come and written by the handler's
-// goroutine.
+// goroutine. What buf holds, and what is being written, counts in the hub's
+// queue depth (Stats.QueuedBytes and QueuedMessages).
 type eventStream struct {
 	h    *Hub
 	wake chan struct{} // a send means buf has something or the stream ends
@@ -164,6 +179,7 @@ func (st *eventStream) start(room string, res attachResult) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.buf.WriteString("retry: 1000\n")
+	st.h.queuedBytes.Add(int64(len("retry: 1000\n")))
 	data, _ := json.Marshal(sseSubscribed{Room: room, Position: res.position, Recovered: res.recovered})
 	// The event's id is the position just before the first publication
 	// that follows it, so that a client cut off before that publication
@@ -180,6 +196,11 @@ func (st *eventStream) start(room string, res attachResult) {
 }
 
 func (st *eventStream) writeEventLocked(event string, id Position, data []byte) {
+	before := st.buf.Len()
+	defer func() {
+		st.h.queuedBytes.Add(int64(st.buf.Len() - before))
+		st.h.queuedMsgs.Add(1)
+	}()
 	if event != "" {
 		st.buf.WriteString("event: ")
 		st.buf.WriteString(event)
@@ -232,6 +253,18 @@ func (st *eventStream) disconnect(websocket.StatusCode, string) {
 	st.mu.Unlock()
 }
 
+// discard ends the stream and takes what its buffer still holds out of the
+// hub's queue depth.
+func (st *eventStream) discard() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.ended = true
+	st.h.queuedBytes.Add(-int64(st.buf.Len()))
+	st.h.queuedMsgs.Add(-int64(st.events))
+	st.buf.Reset()
+	st.events = 0
+}
+
 func (st *eventStream) endLocked(slow bool) {
 	if st.ended {
 		return
@@ -261,6 +294,7 @@ func (st *eventStream) run(ctx context.Context, w http.ResponseWriter, rc *http.
 		}
 		st.mu.Lock()
 		out.Write(st.buf.Bytes())
+		queuedBytes, queuedEvents := st.buf.Len(), st.events
 		st.buf.Reset()
 		st.events = 0
 		ended := st.ended
@@ -272,6 +306,8 @@ func (st *eventStream) run(ctx context.Context, w http.ResponseWriter, rc *http.
 				err = rc.Flush()
 			}
 			out.Reset()
+			st.h.queuedBytes.Add(-int64(queuedBytes))
+			st.h.queuedMsgs.Add(-int64(queuedEvents))
 			if err != nil {
 				return
 			}

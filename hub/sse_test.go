@@ -3,13 +3,19 @@ package hub
 import (
 	"bufio"
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/duplexws/duplex/websocket"
 )
 
 type sseEvent struct {
@@ -133,4 +139,95 @@ func TestEventStreamResumes(t *testing.T) {
 	if r2.StatusCode != http.StatusBadRequest {
 		t.Fatalf("malformed Last-Event-ID: %s, want 400", r2.Status)
 	}
+}
+
+// TestEventStreamCountsAsConnection: an event stream takes a place under
+// MaxConnections as a WebSocket does (one more stream or WebSocket gets
+// 503), shows in Stats.EventStreams, and what waits in its buffer for a
+// client that does not read shows in QueuedBytes and QueuedMessages, which
+// go back to zero once the stream has ended as a slow consumer, freeing its
+// place.
+func TestEventStreamCountsAsConnection(t *testing.T) {
+	const queueBytes = 64 << 10
+	h := New(Options{MaxConnections: 1, QueueBytes: queueBytes})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) { h.ServeEvents(w, r, "q") })
+	mux.Handle("/hub", h)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		c.(*net.TCPConn).SetWriteBuffer(16 << 10) // see startHubSendBuffer
+		return ctx
+	}
+	srv.Start()
+	defer srv.Close()
+	defer h.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			c.(*net.TCPConn).SetReadBuffer(8 << 10)
+		}
+		return c, err
+	}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/events", nil)
+	resp, err := client.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("first stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if n := h.Stats().EventStreams; n != 1 {
+		t.Errorf("Stats.EventStreams = %d with one stream open", n)
+	}
+
+	// The stream holds the only place.
+	if _, r, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/hub", &websocket.DialOptions{
+		Subprotocols: []string{Subprotocol}}); err == nil || r == nil || r.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("WebSocket beside the stream at MaxConnections 1: %v, want 503", err)
+	}
+	second, err := http.Get(srv.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.Body.Close()
+	if second.StatusCode != http.StatusServiceUnavailable || second.Header.Get("Retry-After") == "" {
+		t.Errorf("second stream at MaxConnections 1: %s, Retry-After %q; want 503 with Retry-After", second.Status, second.Header.Get("Retry-After"))
+	}
+
+	// The client does not read: publications pile up in the stream's buffer.
+	rnd := make([]byte, 768)
+	crand.Read(rnd)
+	data := json.RawMessage(fmt.Sprintf("%q", base64.StdEncoding.EncodeToString(rnd)))
+	most, mostMsgs := 0, 0
+	for i := 0; h.Stats().SlowConsumers == 0; i++ {
+		if i > 20000 {
+			t.Fatal("the stream was not ended as a slow consumer after 20000 publications")
+		}
+		if _, err := h.Publish(ctx, "q", data); err != nil {
+			t.Fatal(err)
+		}
+		st := h.Stats()
+		most, mostMsgs = max(most, st.QueuedBytes), max(mostMsgs, st.QueuedMessages)
+	}
+	if most == 0 || mostMsgs == 0 {
+		t.Errorf("the buffer of a stream whose client does not read never showed: %d bytes, %d messages", most, mostMsgs)
+	}
+	t.Logf("most queued: %d bytes in %d events (bound %d bytes)", most, mostMsgs, queueBytes)
+
+	io.Copy(io.Discard, resp.Body) // reads down to the stream's end
+	deadline := time.Now().Add(10 * time.Second)
+	for st := h.Stats(); st.QueuedBytes != 0 || st.QueuedMessages != 0 || st.EventStreams != 0; st = h.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the stream ended: %d bytes and %d messages queued, %d streams", st.QueuedBytes, st.QueuedMessages, st.EventStreams)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/hub", &websocket.DialOptions{Subprotocols: []string{Subprotocol}})
+	if err != nil {
+		t.Fatalf("WebSocket once the stream ended: %v", err)
+	}
+	c.CloseNow()
 }

@@ -57,7 +57,8 @@
 // duration) and each connection's end (close codes, who closed, duration,
 // final counts). Server.MaxConnections (or a ConnLimit shared by several
 // Servers) caps the connections, refusing the one over the cap with 503 and
-// Retry-After before its upgrade.
+// Retry-After before its upgrade; Server.HandshakeRate limits how fast each
+// client address may open them, refusing with 429 and Retry-After.
 //
 // For fan-out, NewPreparedMessage frames a message once (and, for peers
 // without context takeover, compresses it once) for any number of

@@ -14,8 +14,8 @@ import (
 type ServerHooks struct {
 	// Handshake is called once per request that the Server's Open or
 	// ServeHTTP handles, once it has been answered: accepted, or refused
-	// with an HTTP error (a bad request, a refused origin, 503 at the
-	// connection limit or during shutdown).
+	// with an HTTP error (a bad request, a refused origin, 429 over the
+	// HandshakeRate, 503 at the connection limit or during shutdown).
 	Handshake func(HandshakeInfo)
 
 	// End is called once per accepted connection, when it has ended: its
@@ -38,8 +38,9 @@ type HandshakeInfo struct {
 	Status int
 	// Err is nil when the WebSocket was accepted, and otherwise the
 	// *HandshakeError the Server's Open returns. A refusal at the
-	// connection limit matches ErrConnectionLimit (errors.Is), one during
-	// shutdown ErrShuttingDown.
+	// connection limit matches ErrConnectionLimit (errors.Is), one over
+	// the HandshakeRate ErrRateLimited, one during shutdown
+	// ErrShuttingDown.
 	Err error
 	// Duration is how long the Server took from receiving the request (its
 	// header was read) to sending the answer.

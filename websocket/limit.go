@@ -76,16 +76,23 @@ func refuseUnavailable(w http.ResponseWriter, r *http.Request, cause error) *Han
 	} else {
 		herr.Message = "the server is at its limit of WebSocket connections: connect again in a few seconds (see Retry-After)"
 	}
+	writeRefusal(w, r, herr, retryAfter)
+	return herr
+}
+
+// writeRefusal writes herr, a refusal that a later attempt may not get,
+// with Retry-After in seconds.
+func writeRefusal(w http.ResponseWriter, r *http.Request, herr *HandshakeError, retryAfter int) {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Retry-After", strconv.Itoa(retryAfter))
 	if r.ProtoMajor == 1 {
-		// The server is going away, or is short of connections: free this
-		// one rather than keep it alive for another request.
+		// The server is going away, or is short of connections, or the
+		// client is too eager: free this one rather than keep it alive for
+		// another request.
 		h.Set("Connection", "close")
 	}
 	w.WriteHeader(herr.Status)
 	w.Write([]byte(herr.Message + "\n"))
-	return herr
 }

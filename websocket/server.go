@@ -76,6 +76,12 @@ type Server struct {
 	// ConnLimit), checked as MaxConnections is and besides it.
 	Limit *ConnLimit
 
+	// HandshakeRate, when set, limits how fast each client may open
+	// WebSockets (see HandshakeRate): a request over it is refused with
+	// 429 Too Many Requests before it takes a place under MaxConnections
+	// and Limit. It may be shared with other Servers.
+	HandshakeRate *HandshakeRate
+
 	// Hooks observe the handshakes and the ends of connections, for
 	// metrics. Stats gives the counts that need no event.
 	Hooks ServerHooks
@@ -99,7 +105,8 @@ const forcedGrace = time.Second
 
 // ServeHTTP opens the WebSocket and runs Handler, as Open does, while the
 // connection is tracked. Once Shutdown was called, or at MaxConnections, it
-// answers 503 Service Unavailable with a Retry-After header instead.
+// answers 503 Service Unavailable with a Retry-After header instead; over
+// the HandshakeRate, 429 Too Many Requests with Retry-After.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := s.Handler
 	if h == nil {
@@ -112,12 +119,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // own, such as a closure that sees the request, while s tracks the
 // connection: it counts in Len, appears in All and is closed by Shutdown.
 // Once Shutdown was called, or at MaxConnections, Open answers 503 Service
-// Unavailable with a Retry-After header and returns a *HandshakeError with
-// that status.
+// Unavailable with a Retry-After header (over the HandshakeRate, 429 Too
+// Many Requests) and returns a *HandshakeError with that status.
 func (s *Server) Open(w http.ResponseWriter, r *http.Request, handler func(ctx context.Context, c *Conn) error) error {
 	start := time.Now()
-	if cause := s.enter(); cause != nil {
-		herr := refuseUnavailable(w, r, cause)
+	if herr := s.enter(w, r); herr != nil {
 		s.handshakeDone(r, time.Since(start), herr)
 		return herr
 	}
@@ -146,23 +152,60 @@ func (s *Server) Open(w http.ResponseWriter, r *http.Request, handler func(ctx c
 	return err
 }
 
-// enter counts a request in, taking its place under the limits; it
-// returns why not (ErrShuttingDown, ErrConnectionLimit) when it cannot.
-func (s *Server) enter() error {
+// enter counts a request in, taking its place under the limits. When it
+// cannot, it answers the request (503 during shutdown, 429 over the
+// HandshakeRate, 503 at the connection limit) and returns the refusal.
+func (s *Server) enter(w http.ResponseWriter, r *http.Request) *HandshakeError {
+	cause, wait := s.take(r)
+	switch {
+	case cause == nil:
+		return nil
+	case cause == ErrRateLimited:
+		return refuseRateLimited(w, r, wait)
+	}
+	return refuseUnavailable(w, r, cause)
+}
+
+// take is enter's decision, under the lock: ErrShuttingDown,
+// ErrRateLimited (with the wait until the client may try again),
+// ErrConnectionLimit, or nil with the place taken.
+func (s *Server) take(r *http.Request) (cause error, wait time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
-		return ErrShuttingDown
+		return ErrShuttingDown, 0
+	}
+	// Before the connection limit: a client over its rate is told so
+	// (429, and when to retry) whether or not a place is free.
+	if wait, ok := s.HandshakeRate.admit(r); !ok {
+		return ErrRateLimited, wait
 	}
 	if s.MaxConnections > 0 && s.places >= s.MaxConnections {
-		return ErrConnectionLimit
+		return ErrConnectionLimit, 0
 	}
 	if !s.Limit.acquire() {
-		return ErrConnectionLimit
+		return ErrConnectionLimit, 0
 	}
 	s.places++
 	s.handlers.Add(1)
-	return nil
+	return nil, 0
+}
+
+// Reserve takes a place for a long-lived response that is not a WebSocket,
+// such as an event stream, so that it counts against MaxConnections, Limit
+// and HandshakeRate as a WebSocket does: each holds a socket and memory
+// alike. When the Server will not take it, Reserve answers as Open does
+// (503, or 429, with Retry-After) and returns the *HandshakeError;
+// otherwise the caller must call release once the response has ended.
+// Shutdown waits for a place to be released, as it waits for a Handler:
+// end the response when shutdown begins. Hooks are not called, and Stats
+// and Len do not count it: they describe WebSockets.
+func (s *Server) Reserve(w http.ResponseWriter, r *http.Request) (release func(), err error) {
+	if herr := s.enter(w, r); herr != nil {
+		return nil, herr
+	}
+	var once sync.Once
+	return func() { once.Do(s.leave) }, nil
 }
 
 // leave counts a request out, freeing its place.

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
+	"net/http"
 	"os"
 	"path"
 	"strconv"
@@ -23,6 +25,7 @@ type config struct {
 	shutdownCode   websocket.StatusCode // sent to every WebSocket on shutdown
 	drain          time.Duration        // spread of the shutdown's close frames
 	maxConns       int                  // WebSockets at once, both endpoints; 0: no cap
+	handshake      handshakeOptions     // timeout and rate limit
 	tls            tlsOptions           // tls.go
 	broker         brokerOptions        // broker.go
 }
@@ -32,6 +35,22 @@ type config struct {
 // WebSocket is one), with room for the listener, HTTP requests, TLS and the
 // broker.
 const defaultMaxConnections = 10000
+
+// handshakeOptions bound the opening of WebSockets and event streams.
+type handshakeOptions struct {
+	// timeout bounds reading a request's header (and the TLS handshake
+	// before it: net/http bounds both by ReadHeaderTimeout) and writing a
+	// WebSocket handshake's response, so that a client that trickles its
+	// request (slowloris) holds a socket and a goroutine this long at most.
+	timeout time.Duration
+	// rate and burst limit each client address's handshakes
+	// (websocket.HandshakeRate); rate 0: no limit.
+	rate  float64
+	burst int
+	// clientIPHeader names the header, set by a reverse proxy, whose last
+	// address is the client's, for the rate limit; "": RemoteAddr.
+	clientIPHeader string
+}
 
 // usageError is a bad flag or environment value.
 type usageError struct{ err error }
@@ -67,6 +86,20 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	maxConns := fs.String("max-connections", env("DUPLEX_MAX_CONNECTIONS", strconv.Itoa(defaultMaxConnections)),
 		"most `WebSockets` open at once, /chat/connect and /chat/hub together; one more is refused with 503 and\n"+
 			"Retry-After before its upgrade; keep it under the open-file limit (ulimit -n); 0: no cap (env DUPLEX_MAX_CONNECTIONS)")
+	handshakeTimeout := fs.String("handshake-timeout", env("DUPLEX_HANDSHAKE_TIMEOUT", websocket.DefaultHandshakeTimeout.String()),
+		"`duration` a client has to send its request header (after the TLS handshake, which it bounds too) and the\n"+
+			"server to send a WebSocket handshake's response; a slower client is cut (env DUPLEX_HANDSHAKE_TIMEOUT)")
+	handshakeRate := fs.String("handshake-rate", env("DUPLEX_HANDSHAKE_RATE", "0"),
+		"WebSocket and event-stream `handshakes` per second that one client address (IPv6: one /64) may sustain;\n"+
+			"one more is refused with 429 and Retry-After; 0: no limit. Off by default: behind NAT or a proxy many\n"+
+			"clients share an address (see -client-ip-header) (env DUPLEX_HANDSHAKE_RATE)")
+	handshakeBurst := fs.String("handshake-burst", env("DUPLEX_HANDSHAKE_BURST", "0"),
+		"`handshakes` one client address may make at once under -handshake-rate; 0: 10, or the rate if more\n"+
+			"(env DUPLEX_HANDSHAKE_BURST)")
+	clientIPHeader := fs.String("client-ip-header", env("DUPLEX_CLIENT_IP_HEADER", ""),
+		"`header` in which the reverse proxy in front of duplex passes the client's address, for -handshake-rate:\n"+
+			"X-Real-IP, or X-Forwarded-For (its last address is taken, the one the proxy added); set it only behind a\n"+
+			"proxy that sets the header, as clients can send any header (env DUPLEX_CLIENT_IP_HEADER)")
 	brokerKind := fs.String("broker", env("DUPLEX_BROKER", "nats"),
 		"`kind` of broker for the chat's rooms: nats (an embedded NATS server with JetStream, history on disk\n"+
 			"under -data-dir; or the NATS system of -nats-url) or memory (this process only) (env DUPLEX_BROKER)")
@@ -146,6 +179,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return config{}, usageError{fmt.Errorf("-max-connections: %q is not a number of connections (0 for no cap)", *maxConns)}
 	}
 	cfg.maxConns = n
+	if cfg.handshake, err = parseHandshake(*handshakeTimeout, *handshakeRate, *handshakeBurst, *clientIPHeader); err != nil {
+		return config{}, usageError{err}
+	}
 	cfg.broker = brokerOptions{kind: strings.ToLower(strings.TrimSpace(*brokerKind)), dataDir: *dataDir,
 		url: strings.TrimSpace(*natsURL), listen: strings.TrimSpace(*natsListen)}
 	switch {
@@ -167,6 +203,27 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	}
 	cfg.tls = tlsOpts
 	return cfg, nil
+}
+
+// parseHandshake reads the handshake flags.
+func parseHandshake(timeout, rate, burst, header string) (handshakeOptions, error) {
+	var h handshakeOptions
+	d, err := time.ParseDuration(strings.TrimSpace(timeout))
+	if err != nil || d <= 0 {
+		return h, fmt.Errorf("-handshake-timeout: %q is not a positive duration like 10s", timeout)
+	}
+	h.timeout = d
+	if h.rate, err = strconv.ParseFloat(strings.TrimSpace(rate), 64); err != nil || !(h.rate >= 0) || math.IsInf(h.rate, 1) {
+		return h, fmt.Errorf("-handshake-rate: %q is not a number of handshakes per second (0 for no limit)", rate)
+	}
+	if h.burst, err = strconv.Atoi(strings.TrimSpace(burst)); err != nil || h.burst < 0 {
+		return h, fmt.Errorf("-handshake-burst: %q is not a number of handshakes (0 for the default)", burst)
+	}
+	h.clientIPHeader = http.CanonicalHeaderKey(strings.TrimSpace(header))
+	if h.clientIPHeader != "" && h.rate == 0 {
+		return h, fmt.Errorf("-client-ip-header is for -handshake-rate, which is off")
+	}
+	return h, nil
 }
 
 // parseCluster reads the cluster flags into b.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -91,6 +92,59 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
+// TestParseConfigHandshake: the handshake flags and their environment
+// twins; by default the header timeout is the websocket package's own
+// handshake timeout, so that the HTTP server and the WebSocket handshake
+// bound a client alike, and there is no rate limit.
+func TestParseConfigHandshake(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want handshakeOptions
+	}{
+		{"defaults", nil, nil, handshakeOptions{timeout: websocket.DefaultHandshakeTimeout}},
+		{"env", nil, map[string]string{"DUPLEX_HANDSHAKE_TIMEOUT": "3s", "DUPLEX_HANDSHAKE_RATE": "0.5",
+			"DUPLEX_HANDSHAKE_BURST": "4", "DUPLEX_CLIENT_IP_HEADER": "x-forwarded-for"},
+			handshakeOptions{timeout: 3 * time.Second, rate: 0.5, burst: 4, clientIPHeader: "X-Forwarded-For"}},
+		{"flags win over env", []string{"-handshake-timeout", "2500ms", "-handshake-rate", "20", "-handshake-burst", "0"},
+			map[string]string{"DUPLEX_HANDSHAKE_TIMEOUT": "3s", "DUPLEX_HANDSHAKE_RATE": "0.5", "DUPLEX_HANDSHAKE_BURST": "4"},
+			handshakeOptions{timeout: 2500 * time.Millisecond, rate: 20}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.handshake != tc.want {
+				t.Errorf("handshake options %+v, want %+v", got.handshake, tc.want)
+			}
+		})
+	}
+}
+
+// TestClientAddrFrom: the address a proxy added last wins over what the
+// client put before it; a request without one is limited by RemoteAddr.
+func TestClientAddrFrom(t *testing.T) {
+	addr := clientAddrFrom("X-Forwarded-For")
+	for _, tc := range []struct {
+		values []string
+		want   string
+	}{
+		{nil, "10.0.0.1"},
+		{[]string{"198.51.100.7"}, "198.51.100.7"},
+		{[]string{"1.2.3.4, 198.51.100.7"}, "198.51.100.7"},
+		{[]string{"1.2.3.4", "2001:db8::1"}, "2001:db8::1"},
+		{[]string{"198.51.100.7, garbage"}, "10.0.0.1"},
+	} {
+		r := &http.Request{RemoteAddr: "10.0.0.1:4000", Header: http.Header{"X-Forwarded-For": tc.values}}
+		if got := addr(r); got != tc.want {
+			t.Errorf("X-Forwarded-For %q: client %q, want %q", tc.values, got, tc.want)
+		}
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -111,6 +165,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"drain as long as the shutdown timeout", []string{"-drain", shutdownTimeout.String()}, nil, "shutdown timeout"},
 		{"negative max connections", []string{"-max-connections", "-1"}, nil, "-max-connections"},
 		{"max connections not a number", nil, map[string]string{"DUPLEX_MAX_CONNECTIONS": "lots"}, "lots"},
+		{"zero handshake timeout", []string{"-handshake-timeout", "0s"}, nil, "-handshake-timeout"},
+		{"handshake timeout without a unit", nil, map[string]string{"DUPLEX_HANDSHAKE_TIMEOUT": "3"}, `"3"`},
+		{"negative handshake rate", []string{"-handshake-rate", "-1"}, nil, "-handshake-rate"},
+		{"handshake rate not a number", nil, map[string]string{"DUPLEX_HANDSHAKE_RATE": "NaN"}, "NaN"},
+		{"negative handshake burst", []string{"-handshake-rate", "1", "-handshake-burst", "-2"}, nil, "-handshake-burst"},
+		{"client IP header without a rate", []string{"-client-ip-header", "X-Real-IP"}, nil, "-handshake-rate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,6 +195,8 @@ func TestHelp(t *testing.T) {
 		t.Fatalf("parseConfig -h: %v, want flag.ErrHelp", err)
 	}
 	for _, want := range []string{"-addr", "-allowed-origins", "-log-level", "-shutdown-code", "-drain", "-max-connections",
+		"-handshake-timeout", "-handshake-rate", "-handshake-burst", "-client-ip-header",
+		"DUPLEX_HANDSHAKE_TIMEOUT", "DUPLEX_HANDSHAKE_RATE", "DUPLEX_HANDSHAKE_BURST", "DUPLEX_CLIENT_IP_HEADER",
 		"DUPLEX_ADDR", "DUPLEX_ALLOWED_ORIGINS", "DUPLEX_LOG_LEVEL", "DUPLEX_SHUTDOWN_CODE", "DUPLEX_DRAIN", "DUPLEX_MAX_CONNECTIONS",
 		"/metrics", "/healthz", "/readyz"} {
 		if !strings.Contains(out.String(), want) {

@@ -43,6 +43,7 @@ func newMetrics() *metrics {
 			Namespace: namespace, Subsystem: "websocket", Name: "handshakes_total",
 			Help: "WebSocket handshakes answered, by endpoint, transport (http1, http2) and result: accepted, " +
 				"rejected (a bad request or a refused origin, 4xx), limit (503 at -max-connections), " +
+				"rate_limited (429 over -handshake-rate), " +
 				"shutting_down (503 during shutdown) or failed (the response could not be written, 5xx).",
 		}, []string{"endpoint", "transport", "result"}),
 		handshakeSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -142,6 +143,8 @@ func handshakeResult(h websocket.HandshakeInfo) string {
 		return "limit"
 	case errors.Is(h.Err, websocket.ErrShuttingDown):
 		return "shutting_down"
+	case errors.Is(h.Err, websocket.ErrRateLimited):
+		return "rate_limited"
 	case h.Status >= 400 && h.Status < 500:
 		return "rejected"
 	}
@@ -170,6 +173,7 @@ type statsCollector struct {
 
 	open, msgsIn, msgsOut, bytesIn, bytesOut *prometheus.Desc // by endpoint
 	rooms, subscriptions, slowConsumers      *prometheus.Desc
+	eventStreams                             *prometheus.Desc
 	publications, queueBytes, queueMessages  *prometheus.Desc
 }
 
@@ -189,17 +193,18 @@ func newStatsCollector(s *chat.Server) *statsCollector {
 		bytesIn:       ws("received_bytes_total", "Bytes received on WebSocket connections after the handshake, by endpoint."+wire),
 		bytesOut:      ws("sent_bytes_total", "Bytes sent on WebSocket connections after the handshake, by endpoint."+wire),
 		rooms:         hub("rooms", "Rooms with subscribers on this server."),
+		eventStreams:  hub("event_streams", "Event streams (SSE, /chat/rooms/{room}/events) open; they count against -max-connections."),
 		subscriptions: hub("subscriptions", "Room subscriptions of this server's hub clients."),
 		slowConsumers: hub("slow_consumer_closes_total", "Hub connections closed with 4008 because their send queue overflowed."),
 		publications:  hub("publications_total", "Publications appended through this server's hub."),
-		queueBytes:    hub("send_queue_bytes", "Bytes of publications and presence events waiting in the hub connections' send queues."),
-		queueMessages: hub("send_queue_messages", "Publications and presence events waiting in the hub connections' send queues."),
+		queueBytes:    hub("send_queue_bytes", "Bytes of publications and presence events waiting in the hub connections' send queues and the event streams' buffers."),
+		queueMessages: hub("send_queue_messages", "Publications and presence events waiting in the hub connections' send queues and the event streams' buffers."),
 	}
 }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.open, c.msgsIn, c.msgsOut, c.bytesIn, c.bytesOut,
-		c.rooms, c.subscriptions, c.slowConsumers, c.publications, c.queueBytes, c.queueMessages} {
+		c.rooms, c.subscriptions, c.slowConsumers, c.publications, c.queueBytes, c.queueMessages, c.eventStreams} {
 		ch <- d
 	}
 }
@@ -218,6 +223,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	h := st.Hub
 	ch <- prometheus.MustNewConstMetric(c.rooms, prometheus.GaugeValue, float64(h.Rooms))
+	ch <- prometheus.MustNewConstMetric(c.eventStreams, prometheus.GaugeValue, float64(h.EventStreams))
 	ch <- prometheus.MustNewConstMetric(c.subscriptions, prometheus.GaugeValue, float64(h.Subscriptions))
 	ch <- prometheus.MustNewConstMetric(c.slowConsumers, prometheus.CounterValue, float64(h.SlowConsumers))
 	ch <- prometheus.MustNewConstMetric(c.publications, prometheus.CounterValue, float64(h.Publications))

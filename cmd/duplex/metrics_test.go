@@ -480,3 +480,30 @@ func TestConnectionCapAndHeaderLimit(t *testing.T) {
 		t.Errorf("a 64 KB header on /chat/connect got %s, want 431", resp.Status)
 	}
 }
+
+// TestEventStreamAtCap: an event stream holds a place under
+// -max-connections as a WebSocket does, shows in duplex_hub_event_streams,
+// and frees its place when it ends.
+func TestEventStreamAtCap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	srv := startRun(t, []string{"-addr", "127.0.0.1:0", "-broker", "memory", "-max-connections", "1"}, nil)
+	streamCtx, endStream := context.WithCancel(ctx)
+	defer endStream()
+	req, _ := http.NewRequestWithContext(streamCtx, "GET", "http://"+srv.addr+"/chat/rooms/lobby/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("event stream: %v %v", resp, err)
+	}
+	defer resp.Body.Close()
+	if got := getMetrics(t, srv.addr).value("duplex_hub_event_streams"); got != 1 {
+		t.Errorf("duplex_hub_event_streams = %v with one stream open", got)
+	}
+	_, r, err := websocket.Dial(ctx, "ws://"+srv.addr+"/chat/connect", &websocket.DialOptions{Header: originHeader(srv.addr)})
+	if err == nil || r == nil || r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("WebSocket beside an event stream at -max-connections 1: %v, want 503 with Retry-After", err)
+	}
+	endStream()
+	waitMetrics(t, srv.addr, "the stream to end", func(s scrape) bool { return s.value("duplex_hub_event_streams") == 0 })
+	echo(t, ctx, dialChat(t, ctx, srv.addr), "a place was free")
+}

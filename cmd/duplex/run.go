@@ -50,15 +50,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	m := newMetrics()
 	chatServer := chat.New(chat.Options{
-		Broker:         rooms.broker,
-		OriginPatterns: cfg.allowedOrigins,
-		PingInterval:   pingInterval,
-		ShutdownCode:   cfg.shutdownCode,
-		DrainWindow:    cfg.drain,
-		Logger:         logger,
-		MaxConnections: cfg.maxConns,
-		Hooks:          m.hooks,
-		ObservePublish: m.observePublish,
+		Broker:           rooms.broker,
+		OriginPatterns:   cfg.allowedOrigins,
+		PingInterval:     pingInterval,
+		ShutdownCode:     cfg.shutdownCode,
+		DrainWindow:      cfg.drain,
+		Logger:           logger,
+		MaxConnections:   cfg.maxConns,
+		HandshakeRate:    handshakeRate(cfg.handshake), // clientaddr.go
+		HandshakeTimeout: cfg.handshake.timeout,
+		Hooks:            m.hooks,
+		ObservePublish:   m.observePublish,
 	})
 	m.watch(chatServer)
 
@@ -95,8 +97,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	mux.Handle("/", chatServer)
 
 	srv := &http.Server{
-		Handler:           logRequests(logger, mux),
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler: logRequests(logger, mux),
+		// The same bound as the WebSocket handshake's response: a client
+		// that trickles its request header, or its TLS handshake, is cut
+		// after it (slowloris_test.go).
+		ReadHeaderTimeout: cfg.handshake.timeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
@@ -112,7 +117,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "allowed_origins", cfg.allowedOrigins,
-		"shutdown_code", int(cfg.shutdownCode), "drain", cfg.drain, "max_connections", cfg.maxConns)
+		"shutdown_code", int(cfg.shutdownCode), "drain", cfg.drain, "max_connections", cfg.maxConns,
+		"handshake_timeout", cfg.handshake.timeout, "handshake_rate", cfg.handshake.rate)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serve(srv, ln) }()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -19,9 +20,7 @@ import (
 // dialChat opens /chat/connect on addr as a same-origin page would.
 func dialChat(t *testing.T, ctx context.Context, addr string) *websocket.Conn {
 	t.Helper()
-	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/chat/connect", &websocket.DialOptions{
-		Header: http.Header{"Origin": {"http://" + addr}},
-	})
+	c, _, err := websocket.Dial(ctx, "ws://"+addr+"/chat/connect", &websocket.DialOptions{Header: originHeader(addr)})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -29,21 +28,35 @@ func dialChat(t *testing.T, ctx context.Context, addr string) *websocket.Conn {
 	return c
 }
 
+// originHeader is the Origin that a page of the server itself sends.
+func originHeader(addr string) http.Header {
+	return http.Header{"Origin": {"http://" + addr}}
+}
+
 // echo sends {"text": text} and checks the reply.
 func echo(t *testing.T, ctx context.Context, c *websocket.Conn, text string) {
 	t.Helper()
+	if err := echoOnce(ctx, c, text); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// echoOnce is echo for a goroutine other than the test's: it returns what
+// went wrong.
+func echoOnce(ctx context.Context, c *websocket.Conn, text string) error {
 	msg, _ := json.Marshal(map[string]string{"text": text})
 	if err := c.Write(ctx, websocket.MessageText, msg); err != nil {
-		t.Fatalf("write: %v", err)
+		return fmt.Errorf("write: %w", err)
 	}
 	reply, err := c.Read(ctx)
 	if err != nil {
-		t.Fatalf("read: %v", err)
+		return fmt.Errorf("read: %w", err)
 	}
 	want, _ := json.Marshal(map[string]string{"text": "Echo: " + text})
 	if string(reply.Data) != string(want) {
-		t.Fatalf("reply = %s, want %s", reply.Data, want)
+		return fmt.Errorf("reply = %s, want %s", reply.Data, want)
 	}
+	return nil
 }
 
 // wantGoingAway reads from c and expects the server's close 1001.
