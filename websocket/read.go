@@ -397,6 +397,12 @@ func (c *Conn) nextFrame() error {
 			return protoErr("reserved bits set with no extension negotiated")
 		}
 		if h.opcode.isControl() {
+			if h.opcode != opClose && h.opcode != opPing && h.opcode != opPong {
+				// Refused on its header, as a reserved data opcode is:
+				// waiting for a payload that means nothing could only
+				// turn a protocol error into a lost connection.
+				return protoErr("reserved opcode " + strconv.Itoa(int(h.opcode)))
+			}
 			// Read header and payload together, so that an interrupted
 			// read never leaves half a control frame consumed.
 			if err := c.rb.ensure(hlen + int(h.length)); err != nil {
