@@ -52,9 +52,10 @@ type Options struct {
 	Broker hub.Broker
 
 	// MaxConnections, when positive, caps the WebSockets of both
-	// endpoints together (/chat/connect and /chat/hub), as
-	// websocket.Server's MaxConnections does: one more is refused before
-	// its upgrade with 503 and Retry-After.
+	// endpoints and the rooms' event streams together (/chat/connect,
+	// /chat/hub and /chat/rooms/{room}/events), as websocket.Server's
+	// MaxConnections does: one more is refused before its upgrade with 503
+	// and Retry-After.
 	MaxConnections int
 
 	// HandshakeRate, when set, limits how fast each client address may

@@ -24,7 +24,9 @@ type commandRunner struct {
 	mu      sync.Mutex
 	queue   []command
 	running bool
-	idle    chan struct{} // closed when no goroutine runs; nil while one does
+	// idle is made by stop while the goroutine runs, and closed by the
+	// goroutine as it ends; nil otherwise.
+	idle chan struct{}
 }
 
 func (r *commandRunner) start(ctx context.Context, run func(context.Context, *command)) {

@@ -3,8 +3,6 @@ package hub
 import (
 	"bufio"
 	"context"
-	crand "crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -198,20 +196,7 @@ func TestEventStreamCountsAsConnection(t *testing.T) {
 	}
 
 	// The client does not read: publications pile up in the stream's buffer.
-	rnd := make([]byte, 768)
-	crand.Read(rnd)
-	data := json.RawMessage(fmt.Sprintf("%q", base64.StdEncoding.EncodeToString(rnd)))
-	most, mostMsgs := 0, 0
-	for i := 0; h.Stats().SlowConsumers == 0; i++ {
-		if i > 20000 {
-			t.Fatal("the stream was not ended as a slow consumer after 20000 publications")
-		}
-		if _, err := h.Publish(ctx, "q", data); err != nil {
-			t.Fatal(err)
-		}
-		st := h.Stats()
-		most, mostMsgs = max(most, st.QueuedBytes), max(mostMsgs, st.QueuedMessages)
-	}
+	most, mostMsgs := publishUntilSlowConsumer(t, ctx, h, "q", 20000, nil)
 	if most == 0 || mostMsgs == 0 {
 		t.Errorf("the buffer of a stream whose client does not read never showed: %d bytes, %d messages", most, mostMsgs)
 	}

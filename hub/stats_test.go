@@ -113,24 +113,11 @@ func TestStatsQueueDepth(t *testing.T) {
 	slowCall(t, ctx, slow, `{"id":1,"op":"connect"}`)
 	slowCall(t, ctx, slow, `{"id":2,"op":"subscribe","room":"q"}`)
 
-	// Random letters, so that compression does not shrink them.
-	rnd := make([]byte, 768)
-	crand.Read(rnd)
-	data := json.RawMessage(fmt.Sprintf("%q", base64.StdEncoding.EncodeToString(rnd)))
-	most, mostMsgs := 0, 0
-	for i := 0; h.Stats().SlowConsumers == 0; i++ {
-		if i > 10000 {
-			t.Fatal("no slow consumer after 10000 publications")
-		}
-		if _, err := h.Publish(ctx, "q", data); err != nil {
-			t.Fatal(err)
-		}
-		st := h.Stats()
+	most, mostMsgs := publishUntilSlowConsumer(t, ctx, h, "q", 10000, func(st Stats) {
 		if st.QueuedBytes > queueBytes {
 			t.Fatalf("QueuedBytes = %d, over the bound of %d", st.QueuedBytes, queueBytes)
 		}
-		most, mostMsgs = max(most, st.QueuedBytes), max(mostMsgs, st.QueuedMessages)
-	}
+	})
 	if most == 0 || mostMsgs == 0 {
 		t.Errorf("the queue of a client that does not read never showed: %d bytes, %d messages", most, mostMsgs)
 	}
@@ -184,4 +171,30 @@ func TestReady(t *testing.T) {
 	if err := h2.Ready(ctx); err == nil || !strings.Contains(err.Error(), "connection lost") {
 		t.Errorf("Ready with a broker that is not: %v, want its error", err)
 	}
+}
+
+// publishUntilSlowConsumer publishes into room, for a subscriber that does
+// not read, until the hub closes a slow consumer, at most n times; it
+// passes the hub's Stats after each publication to check, and returns the
+// most bytes and messages it saw queued.
+func publishUntilSlowConsumer(t *testing.T, ctx context.Context, h *Hub, room string, n int, check func(Stats)) (mostBytes, mostMsgs int) {
+	t.Helper()
+	// Random letters, so that compression does not shrink them.
+	rnd := make([]byte, 768)
+	crand.Read(rnd)
+	data := json.RawMessage(fmt.Sprintf("%q", base64.StdEncoding.EncodeToString(rnd)))
+	for i := 0; h.Stats().SlowConsumers == 0; i++ {
+		if i >= n {
+			t.Fatalf("no slow consumer after %d publications", n)
+		}
+		if _, err := h.Publish(ctx, room, data); err != nil {
+			t.Fatal(err)
+		}
+		st := h.Stats()
+		if check != nil {
+			check(st)
+		}
+		mostBytes, mostMsgs = max(mostBytes, st.QueuedBytes), max(mostMsgs, st.QueuedMessages)
+	}
+	return mostBytes, mostMsgs
 }

@@ -129,6 +129,20 @@ type ourEnd struct {
 	release chan struct{} // closed at the end of the case (see endpointConfig.hold)
 }
 
+// echo runs our endpoint's echo loop on c, reports how it ended on errc and, with cfg.hold,
+// keeps the connection until the case ends; it returns the loop's error.
+func (our *ourEnd) echo(ctx context.Context, c *websocket.Conn, cfg endpointConfig) error {
+	err := echoLoop(ctx, c, cfg)
+	our.errc <- err
+	if cfg.hold {
+		select {
+		case <-our.release:
+		case <-time.After(endpointTimeout):
+		}
+	}
+	return err
+}
+
 // rawConn is the raw peer's connection to our side: a TCP connection, or an HTTP/2 stream
 // with emulated deadlines (h2Stream, conformance_h2_test.go).
 type rawConn interface {
@@ -333,29 +347,14 @@ func ourServer(cfg endpointConfig, our *ourEnd) http.Handler {
 			defer c.CloseNow()
 			ctx, cancel := context.WithTimeout(context.Background(), endpointTimeout)
 			defer cancel()
-			err = echoLoop(ctx, c, cfg)
-			our.errc <- err
-			if cfg.hold {
-				select {
-				case <-our.release:
-				case <-time.After(endpointTimeout):
-				}
-			}
+			our.echo(ctx, c, cfg)
 			return
 		}
 		openErr := websocket.Open(w, r, opts, func(ctx context.Context, c *websocket.Conn) error {
 			handlerRan.Store(true)
 			ctx, cancel := context.WithTimeout(ctx, endpointTimeout)
 			defer cancel()
-			err := echoLoop(ctx, c, cfg)
-			our.errc <- err
-			if cfg.hold {
-				select {
-				case <-our.release:
-				case <-time.After(endpointTimeout):
-				}
-			}
-			return err
+			return our.echo(ctx, c, cfg)
 		})
 		if !handlerRan.Load() {
 			our.errc <- fmt.Errorf("websocket.Open returned without running the handler: %v", openErr)
@@ -463,14 +462,7 @@ func runOurClient(url string, opts *websocket.DialOptions, cfg endpointConfig, o
 		return
 	}
 	close(dialed)
-	err = echoLoop(ctx, c, cfg)
-	our.errc <- err
-	if cfg.hold {
-		select {
-		case <-our.release:
-		case <-time.After(endpointTimeout):
-		}
-	}
+	our.echo(ctx, c, cfg)
 	c.CloseNow()
 }
 

@@ -144,26 +144,25 @@ func handOver(srv *natsbroker.Server, logger *slog.Logger) {
 	}
 }
 
-// caughtUp is the readiness of a node of a cluster of embedded servers: it
-// fails until the node's replicas of the rooms' streams have caught up
-// with their leaders (natsbroker.Broker.CaughtUp), and succeeds from then
-// on. A node restarted on its
-// data directory takes connections as soon as it has joined the cluster,
-// but it counts towards the streams' quorum only once its replicas have
-// caught up: an operator who restarts the next node when this one says
-// ready must not leave the streams with one current replica of three. Once
-// caught up the node stays ready: a node that falls behind later (a peer
-// lost, an election) still serves its clients, and the broker's own
-// readiness says when NATS is out of reach.
 // caughtUpTimeout bounds one readiness check's questions to the streams'
 // leaders: a probe wants an answer, and an election is a "not yet".
 const caughtUpTimeout = 2 * time.Second
 
+// caughtUp is the readiness of a node of a cluster of embedded servers: it
+// fails until the node's replicas of the rooms' streams have caught up
+// with their leaders (natsbroker.Broker.CaughtUp), and succeeds from then
+// on. A node restarted on its data directory takes connections as soon as
+// it has joined the cluster, but it counts towards the streams' quorum
+// only once its replicas have caught up: an operator who restarts the next
+// node when this one says ready must not leave the streams with one
+// current replica of three. Once caught up the node stays ready: a node
+// that falls behind later (a peer lost, an election) still serves its
+// clients, and the broker's own readiness says when NATS is out of reach.
 func caughtUp(b *natsbroker.Broker, srv *natsbroker.Server, logger *slog.Logger) func(context.Context) error {
-	var once atomic.Bool
+	var caught atomic.Bool
 	start := time.Now()
 	return func(ctx context.Context) error {
-		if once.Load() {
+		if caught.Load() {
 			return nil
 		}
 		ctx, cancel := context.WithTimeout(ctx, caughtUpTimeout)
@@ -171,7 +170,7 @@ func caughtUp(b *natsbroker.Broker, srv *natsbroker.Server, logger *slog.Logger)
 		if err := b.CaughtUp(ctx, srv); err != nil {
 			return fmt.Errorf("catching up with the NATS cluster: %w", err)
 		}
-		if once.CompareAndSwap(false, true) {
+		if caught.CompareAndSwap(false, true) {
 			logger.Info("caught up with the NATS cluster", "after", time.Since(start).Round(time.Millisecond))
 		}
 		return nil

@@ -11,34 +11,55 @@ import (
 	"github.com/duplexws/duplex/websocket"
 )
 
-// hubCall sends one command of the hub's protocol and returns its reply's
-// result, failing the test on an error reply.
-func hubCall(t *testing.T, ctx context.Context, c *websocket.Conn, id int, cmd map[string]any) json.RawMessage {
-	t.Helper()
-	cmd["id"] = id
+// callHub sends one command and returns its reply's result; pushes that
+// come before the reply go to push. An error reply is returned as a
+// *hub.Error.
+func callHub(ctx context.Context, c *websocket.Conn, cmd map[string]any, push func([]byte)) (json.RawMessage, error) {
 	b, _ := json.Marshal(cmd)
 	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
-		t.Fatalf("%s: %v", b, err)
+		return nil, err
 	}
 	for {
 		msg, err := c.Read(ctx)
 		if err != nil {
-			t.Fatalf("%s: %v", b, err)
+			return nil, err
 		}
 		var r struct {
 			ID     int             `json:"id"`
 			Result json.RawMessage `json:"result"`
 			Error  *hub.Error      `json:"error"`
 		}
-		json.Unmarshal(msg.Data, &r)
-		if r.ID != id {
-			continue // a push
+		if err := json.Unmarshal(msg.Data, &r); err != nil {
+			return nil, err
+		}
+		if r.ID == 0 {
+			if push != nil {
+				push(msg.Data)
+			}
+			continue
+		}
+		if r.ID != cmd["id"] {
+			return nil, fmt.Errorf("reply %d to command %v", r.ID, cmd["id"])
 		}
 		if r.Error != nil {
-			t.Fatalf("%s: %v", b, r.Error)
+			return nil, r.Error
 		}
-		return r.Result
+		return r.Result, nil
 	}
+}
+
+// hubCall sends one command of the hub's protocol with id and returns its
+// reply's result, failing the test on an error, an error reply or a reply
+// to another command.
+func hubCall(t *testing.T, ctx context.Context, c *websocket.Conn, id int, cmd map[string]any) json.RawMessage {
+	t.Helper()
+	cmd["id"] = id
+	res, err := callHub(ctx, c, cmd, nil)
+	if err != nil {
+		b, _ := json.Marshal(cmd)
+		t.Fatalf("%s: %v", b, err)
+	}
+	return res
 }
 
 // hubSubscribed is the result of a subscribe command.

@@ -24,7 +24,7 @@ type config struct {
 	logLevel       slog.Level
 	shutdownCode   websocket.StatusCode // sent to every WebSocket on shutdown
 	drain          time.Duration        // spread of the shutdown's close frames
-	maxConns       int                  // WebSockets at once, both endpoints; 0: no cap
+	maxConns       int                  // WebSockets and event streams at once, all endpoints; 0: no cap
 	handshake      handshakeOptions     // timeout and rate limit
 	tls            tlsOptions           // tls.go
 	broker         brokerOptions        // broker.go
@@ -84,8 +84,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		"`duration` over which the shutdown spreads its close frames, so that clients do not all reconnect at once;\n"+
 			"0 closes all at once; less than the shutdown timeout ("+shutdownTimeout.String()+") (env DUPLEX_DRAIN)")
 	maxConns := fs.String("max-connections", env("DUPLEX_MAX_CONNECTIONS", strconv.Itoa(defaultMaxConnections)),
-		"most `WebSockets` open at once, /chat/connect and /chat/hub together; one more is refused with 503 and\n"+
-			"Retry-After before its upgrade; keep it under the open-file limit (ulimit -n); 0: no cap (env DUPLEX_MAX_CONNECTIONS)")
+		"most `WebSockets` and event streams open at once, /chat/connect, /chat/hub and /chat/rooms/{room}/events\n"+
+			"together; one more is refused with 503 and Retry-After before its upgrade; keep it under the open-file\n"+
+			"limit (ulimit -n); 0: no cap (env DUPLEX_MAX_CONNECTIONS)")
 	handshakeTimeout := fs.String("handshake-timeout", env("DUPLEX_HANDSHAKE_TIMEOUT", websocket.DefaultHandshakeTimeout.String()),
 		"`duration` a client has to send its request header (after the TLS handshake, which it bounds too) and the\n"+
 			"server to send a WebSocket handshake's response; a slower client is cut (env DUPLEX_HANDSHAKE_TIMEOUT)")

@@ -403,43 +403,6 @@ func (s *checkedSub) session(ctx context.Context) (*websocket.Conn, error) {
 	return c, nil
 }
 
-// callHub sends one command and returns its reply's result; pushes that
-// come before the reply go to push. An error reply is returned as a
-// *hub.Error.
-func callHub(ctx context.Context, c *websocket.Conn, cmd map[string]any, push func([]byte)) (json.RawMessage, error) {
-	b, _ := json.Marshal(cmd)
-	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
-		return nil, err
-	}
-	for {
-		msg, err := c.Read(ctx)
-		if err != nil {
-			return nil, err
-		}
-		var r struct {
-			ID     int             `json:"id"`
-			Result json.RawMessage `json:"result"`
-			Error  *hub.Error      `json:"error"`
-		}
-		if err := json.Unmarshal(msg.Data, &r); err != nil {
-			return nil, err
-		}
-		if r.ID == 0 {
-			if push != nil {
-				push(msg.Data)
-			}
-			continue
-		}
-		if r.ID != cmd["id"] {
-			return nil, fmt.Errorf("reply %d to command %v", r.ID, cmd["id"])
-		}
-		if r.Error != nil {
-			return nil, r.Error
-		}
-		return r.Result, nil
-	}
-}
-
 // keyedPub publishes {"n": 1, 2, ...} into its room on addr(), one every
 // interval, each with the key room-n, until n (n > 0) or until stop is
 // closed; the last publication also says "last": true. An error reply

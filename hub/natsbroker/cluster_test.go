@@ -352,36 +352,55 @@ func startPublisher(b *Broker, room string, n int, gap time.Duration, at map[int
 	p := &publisher{done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		for i := range n {
-			if f := at[i]; f != nil {
-				f()
-			}
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				// A publish in flight when the leader changes gets no
-				// answer: it is retried (with its key) after a second.
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				pos, err := b.Publish(ctx, room, hub.Message{Data: json.RawMessage(fmt.Sprint(i)), Key: fmt.Sprint("k", i)})
-				cancel()
-				if err == nil {
-					p.mu.Lock()
-					p.pos = append(p.pos, pos)
-					p.mu.Unlock()
-					break
-				}
-				p.mu.Lock()
-				p.errs++
-				p.mu.Unlock()
-				if time.Now().After(deadline) {
-					p.err = fmt.Errorf("publish %d: %w", i, err)
-					return
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			time.Sleep(gap)
-		}
+		p.run(n, gap, at, func(i int) (hub.Position, error) {
+			// A publish in flight when the leader changes gets no
+			// answer: it is retried (with its key) after a second.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			return b.Publish(ctx, room, hub.Message{Data: json.RawMessage(fmt.Sprint(i)), Key: fmt.Sprint("k", i)})
+		})
 	}()
 	return p
+}
+
+// errStopPublishing, wrapped in the error of a publisher's publishOne,
+// ends the publisher's run at once rather than retrying.
+var errStopPublishing = errors.New("publisher stopped")
+
+// run publishes 0..n-1 with publishOne, one every gap, retrying each
+// every 50ms for up to 30s (publishOne gives each its key k<i>, so that a
+// retry of a publish stored before its answer was lost is not stored
+// twice); at[i] runs before publication i. It records the positions, the
+// retries and, in p.err, why it stopped early.
+func (p *publisher) run(n int, gap time.Duration, at map[int]func(), publishOne func(i int) (hub.Position, error)) {
+	for i := range n {
+		if f := at[i]; f != nil {
+			f()
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			pos, err := publishOne(i)
+			if err == nil {
+				p.mu.Lock()
+				p.pos = append(p.pos, pos)
+				p.mu.Unlock()
+				break
+			}
+			if errors.Is(err, errStopPublishing) {
+				p.err = fmt.Errorf("publish %d: %w", i, err)
+				return
+			}
+			p.mu.Lock()
+			p.errs++
+			p.mu.Unlock()
+			if time.Now().After(deadline) {
+				p.err = fmt.Errorf("publish %d: %w", i, err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(gap)
+	}
 }
 
 func (p *publisher) wait(t testing.TB) []hub.Position {

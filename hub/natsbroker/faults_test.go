@@ -197,56 +197,40 @@ func startWSPublisher(d *faultDialer, room string, n int, gap time.Duration, at 
 				wc.c.CloseNow()
 			}
 		}()
-		for i := range n {
-			if f := at[i]; f != nil {
-				f()
-			}
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				if wc == nil {
-					if wc = d.dial(); wc == nil {
-						p.err = fmt.Errorf("publish %d: stopped", i)
-						return
-					}
-					if i > 0 {
-						p.mu.Lock()
-						p.reconnects++
-						p.mu.Unlock()
-					}
+		p.run(n, gap, at, func(i int) (hub.Position, error) {
+			if wc == nil {
+				if wc = d.dial(); wc == nil {
+					return hub.Position{}, errStopPublishing
 				}
-				m, err := wc.tryCall(map[string]any{"op": "publish", "room": room, "data": i, "key": fmt.Sprint("k", i)})
-				if err == nil && m.Error == nil {
-					var res struct{ Position hub.Position }
-					if err := json.Unmarshal(m.Result, &res); err != nil {
-						p.err = err
-						return
-					}
+				if i > 0 {
 					p.mu.Lock()
-					p.pos = append(p.pos, res.Position)
+					p.reconnects++
 					p.mu.Unlock()
-					break
 				}
+			}
+			m, err := wc.tryCall(map[string]any{"op": "publish", "room": room, "data": i, "key": fmt.Sprint("k", i)})
+			if err != nil {
 				p.mu.Lock()
-				p.errs++
-				if m.Error != nil && m.Error.Code == hub.CodeUnavailable {
-					p.refused++
-				}
+				p.ends = append(p.ends, err.Error())
 				p.mu.Unlock()
-				if err != nil {
-					p.mu.Lock()
-					p.ends = append(p.ends, err.Error())
-					p.mu.Unlock()
-					wc.c.CloseNow()
-					wc = nil
-				}
-				if time.Now().After(deadline) {
-					p.err = fmt.Errorf("publish %d: %v %v", i, err, m.Error)
-					return
-				}
-				time.Sleep(50 * time.Millisecond)
+				wc.c.CloseNow()
+				wc = nil
+				return hub.Position{}, err
 			}
-			time.Sleep(gap)
-		}
+			if m.Error != nil {
+				if m.Error.Code == hub.CodeUnavailable {
+					p.mu.Lock()
+					p.refused++
+					p.mu.Unlock()
+				}
+				return hub.Position{}, m.Error
+			}
+			var res struct{ Position hub.Position }
+			if err := json.Unmarshal(m.Result, &res); err != nil {
+				return hub.Position{}, fmt.Errorf("%w: %v", errStopPublishing, err)
+			}
+			return res.Position, nil
+		})
 	}()
 	return p
 }

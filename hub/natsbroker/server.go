@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -198,7 +199,7 @@ func (s *Server) waitJetStream(timeout time.Duration) error {
 // making progress towards, its group's leader (jetstream_cluster.go
 // isStreamHealthy, raft.go isCurrent). That is not "caught up": a node
 // restarted on its directory passes it while its replica still lacks
-// part of what was stored while it was away (TestHandOverAndCurrent sees a
+// part of what was stored while it was away (TestHandOverAndCaughtUp sees a
 // replica at 1128 of 2010); Broker.CaughtUp checks that too. A single
 // server (no Cluster) is current once JetStream runs.
 func (s *Server) Current() error {
@@ -227,50 +228,67 @@ func (s *Server) HandOver(ctx context.Context) ([]string, error) {
 	if !s.ns.JetStreamIsClustered() {
 		return nil, nil
 	}
-	type led struct{ account, stream string }
-	var handed []led
+	handed, err := s.stepDown()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, h := range handed {
+		names = append(names, h.stream)
+	}
+	return names, s.awaitNewLeaders(ctx, handed)
+}
+
+// ledStream names a stream in its account.
+type ledStream struct{ account, stream string }
+
+// stepDown steps down from every replicated stream this server leads, and
+// returns them.
+func (s *Server) stepDown() ([]ledStream, error) {
+	var handed []ledStream
 	for _, a := range s.streams() {
 		for _, sd := range a.Streams {
 			if sd.Config != nil && sd.Config.Replicas > 1 && s.ns.JetStreamIsStreamLeader(a.Name, sd.Name) {
 				if err := s.ns.JetStreamStepdownStream(a.Name, sd.Name); err != nil {
 					return nil, fmt.Errorf("natsbroker: stepping down from stream %s: %w", sd.Name, err)
 				}
-				handed = append(handed, led{a.Name, sd.Name})
+				handed = append(handed, ledStream{a.Name, sd.Name})
 			}
 		}
 	}
-	var names []string
-	for _, h := range handed {
-		names = append(names, h.stream)
-	}
+	return handed, nil
+}
+
+// awaitNewLeaders waits (within ctx) until each of the streams handed over
+// has a leader other than this server, stepping down again from one that
+// elected this server again.
+func (s *Server) awaitNewLeaders(ctx context.Context, handed []ledStream) error {
 	lastStep := time.Now()
 	for {
 		waiting := ""
 		again := time.Since(lastStep) > 250*time.Millisecond
 		for _, a := range s.streams() {
 			for _, sd := range a.Streams {
-				for _, h := range handed {
-					if h.account != a.Name || h.stream != sd.Name {
-						continue
-					}
-					if sd.Cluster == nil || sd.Cluster.Leader == "" || sd.Cluster.Leader == s.ns.Name() {
-						waiting = sd.Name
-					}
-					// Elected again (the peer it handed over to could not
-					// win, or did not campaign): step down again.
-					if again && s.ns.JetStreamIsStreamLeader(a.Name, sd.Name) {
-						s.ns.JetStreamStepdownStream(a.Name, sd.Name)
-						lastStep = time.Now()
-					}
+				if !slices.Contains(handed, ledStream{a.Name, sd.Name}) {
+					continue
+				}
+				if sd.Cluster == nil || sd.Cluster.Leader == "" || sd.Cluster.Leader == s.ns.Name() {
+					waiting = sd.Name
+				}
+				// Elected again (the peer it handed over to could not
+				// win, or did not campaign): step down again.
+				if again && s.ns.JetStreamIsStreamLeader(a.Name, sd.Name) {
+					s.ns.JetStreamStepdownStream(a.Name, sd.Name)
+					lastStep = time.Now()
 				}
 			}
 		}
 		if waiting == "" {
-			return names, nil
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return names, fmt.Errorf("natsbroker: stream %s has no new leader: %w", waiting, ctx.Err())
+			return fmt.Errorf("natsbroker: stream %s has no new leader: %w", waiting, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
