@@ -34,8 +34,10 @@ const (
 // A request over it is refused before the handshake, and before it takes a
 // connection place, with 429 Too Many Requests, a Retry-After header that
 // says when the next one would pass, and a message; Open returns a
-// *HandshakeError that matches ErrRateLimited. Refused requests do not
-// spend tokens, so a client that keeps trying gets in as soon as it may.
+// *HandshakeError that matches ErrRateLimited. A request refused with 429
+// spends no token, so a client that keeps trying gets in as soon as it
+// may; one that passes the limit and is then refused at the connection
+// cap (503) has spent its token, as its handshake would have.
 //
 // Clients are told apart by their address: the IP of the request's
 // RemoteAddr, an IPv6 address by its /64 prefix, which is what one host or
@@ -158,7 +160,18 @@ func (h *HandshakeRate) admit(r *http.Request) (wait time.Duration, ok bool) {
 		b.tokens--
 		return 0, true
 	}
-	return time.Duration((1 - b.tokens) / h.Rate * float64(time.Second)), false
+	return seconds((1 - b.tokens) / h.Rate), false
+}
+
+// seconds converts s seconds to a Duration, clamped to the largest one: a
+// tiny Rate gives waits beyond 292 years, whose conversion would overflow
+// (Go leaves the result to the implementation; on amd64 it is negative,
+// which would turn the limit off).
+func seconds(s float64) time.Duration {
+	if d := s * float64(time.Second); d < float64(math.MaxInt64) {
+		return time.Duration(d)
+	}
+	return math.MaxInt64
 }
 
 // forgetRefilled forgets the buckets that have refilled by now. The list is
@@ -166,7 +179,7 @@ func (h *HandshakeRate) admit(r *http.Request) (wait time.Duration, ok bool) {
 // seconds ago is full whatever it held then: so the oldest are looked at
 // until one is younger, which costs one look per bucket ever made.
 func (h *HandshakeRate) forgetRefilled(now time.Time, burst float64) {
-	refill := time.Duration(burst / h.Rate * float64(time.Second))
+	refill := seconds(burst / h.Rate)
 	for e := h.recent.Back(); e != nil && now.Sub(e.Value.(*rateBucket).at) >= refill; e = h.recent.Back() {
 		h.forget(e)
 	}

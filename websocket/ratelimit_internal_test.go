@@ -132,3 +132,17 @@ func TestHandshakeRateMemoryBound(t *testing.T) {
 		t.Errorf("once every other bucket refilled: %d tracked, want 1 (the newest)", n)
 	}
 }
+
+// TestHandshakeRateTinyRate: a rate so small that its waits overflow a
+// Duration still limits, and says to wait (a positive Retry-After).
+func TestHandshakeRateTinyRate(t *testing.T) {
+	h, clock := newTestRate(1e-12, 1)
+	a := requestFrom("192.0.2.1:1000")
+	if _, ok := h.admit(a); !ok {
+		t.Fatal("the first handshake was refused")
+	}
+	clock.advance(time.Hour)
+	if wait, ok := h.admit(a); ok || wait <= 0 {
+		t.Fatalf("an hour later: ok %v, wait %v; want refused with a positive wait", ok, wait)
+	}
+}
