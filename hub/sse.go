@@ -164,7 +164,12 @@ type eventStream struct {
 	mu     sync.Mutex
 	buf    bytes.Buffer
 	events int
-	ended  bool
+	// writingBytes and writingEvents are what run took out of buf and is
+	// writing: they count against QueueBytes and QueueMessages too, as a
+	// WebSocket's batch being written does, so that a stream holds at most
+	// the bound, not twice it.
+	writingBytes, writingEvents int
+	ended                       bool
 }
 
 type sseSubscribed struct {
@@ -232,7 +237,7 @@ func (st *eventStream) deliver(ev *Event, msg []byte, _ *websocket.PreparedMessa
 	if st.ended {
 		return false
 	}
-	if st.buf.Len()+len(msg) > st.h.opts.QueueBytes || st.events+1 > st.h.opts.QueueMessages {
+	if st.writingBytes+st.buf.Len()+len(msg) > st.h.opts.QueueBytes || st.writingEvents+st.events+1 > st.h.opts.QueueMessages {
 		st.endLocked(true)
 		return false
 	}
@@ -295,6 +300,7 @@ func (st *eventStream) run(ctx context.Context, w http.ResponseWriter, rc *http.
 		st.mu.Lock()
 		out.Write(st.buf.Bytes())
 		queuedBytes, queuedEvents := st.buf.Len(), st.events
+		st.writingBytes, st.writingEvents = queuedBytes, queuedEvents
 		st.buf.Reset()
 		st.events = 0
 		ended := st.ended
@@ -306,6 +312,9 @@ func (st *eventStream) run(ctx context.Context, w http.ResponseWriter, rc *http.
 				err = rc.Flush()
 			}
 			out.Reset()
+			st.mu.Lock()
+			st.writingBytes, st.writingEvents = 0, 0
+			st.mu.Unlock()
 			st.h.queuedBytes.Add(-int64(queuedBytes))
 			st.h.queuedMsgs.Add(-int64(queuedEvents))
 			if err != nil {

@@ -196,7 +196,12 @@ func TestEventStreamCountsAsConnection(t *testing.T) {
 	}
 
 	// The client does not read: publications pile up in the stream's buffer.
-	most, mostMsgs := publishUntilSlowConsumer(t, ctx, h, "q", 20000, nil)
+	most, mostMsgs := publishUntilSlowConsumer(t, ctx, h, "q", 20000, func(st Stats) {
+		// One stream: what it holds and what it is writing stay under its bound.
+		if st.QueuedBytes > queueBytes {
+			t.Fatalf("QueuedBytes = %d, over the bound of %d", st.QueuedBytes, queueBytes)
+		}
+	})
 	if most == 0 || mostMsgs == 0 {
 		t.Errorf("the buffer of a stream whose client does not read never showed: %d bytes, %d messages", most, mostMsgs)
 	}
