@@ -195,7 +195,7 @@ func newStatsCollector(s *chat.Server) *statsCollector {
 		rooms:         hub("rooms", "Rooms with subscribers on this server."),
 		eventStreams:  hub("event_streams", "Event streams (SSE, /chat/rooms/{room}/events) open; they count against -max-connections."),
 		subscriptions: hub("subscriptions", "Room subscriptions of this server's hub clients."),
-		slowConsumers: hub("slow_consumer_closes_total", "Hub connections closed with 4008 because their send queue overflowed."),
+		slowConsumers: hub("slow_consumer_closes_total", "Hub clients whose send queue overflowed: WebSockets closed with 4008, event streams ended."),
 		publications:  hub("publications_total", "Publications appended through this server's hub."),
 		queueBytes:    hub("send_queue_bytes", "Bytes of publications and presence events waiting in the hub connections' send queues and the event streams' buffers."),
 		queueMessages: hub("send_queue_messages", "Publications and presence events waiting in the hub connections' send queues and the event streams' buffers."),
