@@ -120,9 +120,9 @@ func markdown(r *Result, name string) string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("# Soak: %d connections with keepalive and a trickle of messages", c.Load.Conns)
 	w("")
-	w("`%s` — %s, %d cores, %s. The machine is shared with other engineers' work and a fuzz run, so CPU",
-		r.Command, r.Date, r.Cores, r.GoVersion)
-	w("figures and round trips are not clean; memory, goroutines and GC counts do not depend on it.")
+	w("`%s` — %s, %d cores, %s, load average %s at the start. Other work on the machine shows in the CPU",
+		r.Command, r.Date, r.Cores, r.GoVersion, r.LoadAvg)
+	w("figures, round trips and GC pauses; memory, goroutines and GC counts do not depend on it.")
 	w("")
 	w("Server: the real `duplex` binary (`%s`), its echo endpoint `/chat/connect`, keepalive pings every 30 s", r.Server)
 	w("(the binary's fixed interval), GOMAXPROCS = cores, not pinned. Load: a separate process (`soak load`), one")

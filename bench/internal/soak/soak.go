@@ -78,6 +78,7 @@ type Result struct {
 	Command   string    `json:"command"`
 	Date      string    `json:"date"`
 	Cores     int       `json:"cores"`
+	LoadAvg   string    `json:"load_average"` // /proc/loadavg's first three at the start: how quiet the machine was
 	GoVersion string    `json:"go_version"`
 	Server    string    `json:"server"` // the server's command line
 	Config    Config    `json:"config"`
@@ -129,7 +130,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{
-		Command: cfg.Command, Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(),
+		Command: cfg.Command, Date: time.Now().UTC().Format(time.RFC3339), Cores: runtime.NumCPU(), LoadAvg: loadAverage(),
 		GoVersion: runtime.Version(), Server: "duplex " + strings.Join(args, " "), Config: cfg,
 	}
 	res.Config.Load.URL = "ws://" + addr + "/chat/connect"
@@ -337,4 +338,18 @@ func (p *loadProc) wait() error { return <-p.done }
 
 func (p *loadProc) kill() {
 	_ = p.cmd.Process.Kill()
+}
+
+// loadAverage is /proc/loadavg's 1, 5 and 15 minute figures, or "" where
+// there is none.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
