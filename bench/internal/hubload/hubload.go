@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/duplexws/duplex/websocket"
+
+	"github.com/duplexws/duplex/bench/internal/hexstamp"
 )
 
 // Config is one load run: the subscribers, the publishers and the phases.
@@ -627,17 +629,9 @@ func (p *publisher) readReplies(ctx context.Context) {
 
 func appendStamp(b []byte, phase int, seq uint64, at int64) []byte {
 	b = append(b, stampMark...)
-	b = appendHex(b, uint64(phase), 2)
-	b = appendHex(b, seq, 16)
-	return appendHex(b, uint64(at), 16)
-}
-
-func appendHex(b []byte, v uint64, n int) []byte {
-	const digits = "0123456789abcdef"
-	for i := n - 1; i >= 0; i-- {
-		b = append(b, digits[(v>>(4*uint(i)))&0xf])
-	}
-	return b
+	b = hexstamp.Append(b, uint64(phase), 2)
+	b = hexstamp.Append(b, seq, 16)
+	return hexstamp.Append(b, uint64(at), 16)
 }
 
 // parseStamp finds the stamp in a message, wherever the hub put the data.
@@ -647,28 +641,13 @@ func parseStamp(m []byte) (phase int, seq uint64, at int64, ok bool) {
 		return 0, 0, 0, false
 	}
 	s := m[i+len(stampMark) : i+stampLen]
-	ph, ok1 := parseHex(s[:2])
-	sq, ok2 := parseHex(s[2:18])
-	t, ok3 := parseHex(s[18:34])
+	ph, ok1 := hexstamp.Parse(s[:2])
+	sq, ok2 := hexstamp.Parse(s[2:18])
+	t, ok3 := hexstamp.Parse(s[18:34])
 	if !ok1 || !ok2 || !ok3 || ph >= maxPhases {
 		return 0, 0, 0, false
 	}
 	return int(ph), sq, int64(t), true
-}
-
-func parseHex(b []byte) (uint64, bool) {
-	var v uint64
-	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			v = v<<4 | uint64(c-'0')
-		case c >= 'a' && c <= 'f':
-			v = v<<4 | uint64(c-'a'+10)
-		default:
-			return 0, false
-		}
-	}
-	return v, true
 }
 
 // selfCPU is this process's user+system CPU time in seconds.

@@ -43,6 +43,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/duplexws/duplex/bench/internal/hexstamp"
 )
 
 // Modes.
@@ -1057,8 +1059,8 @@ func (g *gen) publish(now int64) {
 		g.pubOut = append(g.pubOut, g.pubTemplate...)
 		if g.cfg.JSON {
 			var sb [32]byte
-			putHex(sb[:16], g.seq)
-			putHex(sb[16:], uint64(now))
+			hexstamp.Put(sb[:16], g.seq)
+			hexstamp.Put(sb[16:], uint64(now))
 			for i, b := range sb {
 				j := g.pubStamp + i // index in the payload
 				g.pubOut[start+g.pubHdr+j] = b ^ maskKey[j&3]
@@ -1202,31 +1204,7 @@ func stamp(tail []byte) (seq uint64, sent int64, ok bool) {
 		return 0, 0, false
 	}
 	h := t[len(t)-33 : len(t)-1]
-	seq, ok1 := getHex(h[:16])
-	ts, ok2 := getHex(h[16:])
+	seq, ok1 := hexstamp.Parse(h[:16])
+	ts, ok2 := hexstamp.Parse(h[16:])
 	return seq, int64(ts), ok1 && ok2
-}
-
-const hexDigits = "0123456789abcdef"
-
-func putHex(b []byte, v uint64) {
-	for i := len(b) - 1; i >= 0; i-- {
-		b[i] = hexDigits[v&15]
-		v >>= 4
-	}
-}
-
-func getHex(b []byte) (uint64, bool) {
-	var v uint64
-	for _, c := range b {
-		switch {
-		case c >= '0' && c <= '9':
-			v = v<<4 | uint64(c-'0')
-		case c >= 'a' && c <= 'f':
-			v = v<<4 | uint64(c-'a'+10)
-		default:
-			return 0, false
-		}
-	}
-	return v, true
 }

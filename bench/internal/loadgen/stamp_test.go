@@ -3,6 +3,8 @@ package loadgen
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/duplexws/duplex/bench/internal/hexstamp"
 )
 
 func TestStamp(t *testing.T) {
@@ -11,8 +13,8 @@ func TestStamp(t *testing.T) {
 		t.Fatalf("template %q", tmpl)
 	}
 	b := append([]byte(nil), tmpl...)
-	putHex(b[at:at+16], 0x1234)
-	putHex(b[at+16:at+32], 987654321012)
+	hexstamp.Put(b[at:at+16], 0x1234)
+	hexstamp.Put(b[at+16:at+32], 987654321012)
 	hub := append(append([]byte(`{"push":"pub","room":"r","offset":7,"epoch":"e","time":1,"data":`), b...), '}')
 	if !json.Valid(hub) {
 		t.Fatalf("%q", hub)
