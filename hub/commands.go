@@ -65,9 +65,13 @@ func (r *commandRunner) drain() {
 			r.mu.Unlock()
 			return
 		}
+		// Shifted down rather than resliced, so that the backing array
+		// (at most maxPendingCommands long) serves every later command
+		// instead of a new one being allocated once it is used up.
 		cmd := r.queue[0]
-		r.queue[0] = command{}
-		r.queue = r.queue[1:]
+		n := copy(r.queue, r.queue[1:])
+		r.queue[n] = command{}
+		r.queue = r.queue[:n]
 		r.mu.Unlock()
 		// After its context ended, a command is not run: the session is
 		// ending, and nobody will read its reply.
