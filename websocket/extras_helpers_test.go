@@ -65,3 +65,17 @@ func recv[T any](t *testing.T, ctx context.Context, ch <-chan T) T {
 		panic("unreachable")
 	}
 }
+
+// echoMessages writes every message back as it came, until a read or a
+// write fails: the handler of tests that need an echo and nothing else.
+func echoMessages(ctx context.Context, c *websocket.Conn) error {
+	for {
+		msg, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if err := c.Write(ctx, msg.Type, msg.Data); err != nil {
+			return err
+		}
+	}
+}

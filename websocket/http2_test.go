@@ -737,15 +737,7 @@ func TestHTTP2HelperProcess(t *testing.T) {
 				if err := c.Write(ctx, websocket.MessageText, []byte(r.Proto)); err != nil {
 					return err
 				}
-				for {
-					msg, err := c.Read(ctx)
-					if err != nil {
-						return err
-					}
-					if err := c.Write(ctx, msg.Type, msg.Data); err != nil {
-						return err
-					}
-				}
+				return echoMessages(ctx, c)
 			})
 		})
 	}

@@ -238,17 +238,7 @@ func TestHTTPServerShutdownAloneLeavesWebSockets(t *testing.T) {
 	noLeaks(t)
 	ctx, cancel := context.WithTimeout(context.Background(), serverTestTimeout)
 	defer cancel()
-	ws := &websocket.Server{Handler: func(ctx context.Context, c *websocket.Conn) error {
-		for {
-			msg, err := c.Read(ctx)
-			if err != nil {
-				return err
-			}
-			if err := c.Write(ctx, msg.Type, msg.Data); err != nil {
-				return err
-			}
-		}
-	}}
+	ws := &websocket.Server{Handler: echoMessages}
 	h1, url := startH1(t, ws)
 	c, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {

@@ -74,17 +74,7 @@ func TestConnStatsScripted(t *testing.T) {
 			ws := &websocket.Server{
 				Options: websocket.AcceptOptions{Options: websocket.Options{Compression: &websocket.CompressionOptions{Disabled: true}}},
 				Hooks:   log.hooks(),
-				Handler: func(ctx context.Context, c *websocket.Conn) error {
-					for {
-						msg, err := c.Read(ctx)
-						if err != nil {
-							return err
-						}
-						if err := c.Write(ctx, msg.Type, msg.Data); err != nil {
-							return err
-						}
-					}
-				},
+				Handler: echoMessages,
 			}
 			var url string
 			var opts *websocket.DialOptions
@@ -435,17 +425,7 @@ func TestServerStatsNeverGoBack(t *testing.T) {
 	defer cancel()
 	ws := &websocket.Server{
 		Options: websocket.AcceptOptions{Options: websocket.Options{Compression: &websocket.CompressionOptions{Disabled: true}}},
-		Handler: func(ctx context.Context, c *websocket.Conn) error {
-			for {
-				msg, err := c.Read(ctx)
-				if err != nil {
-					return err
-				}
-				if err := c.Write(ctx, msg.Type, msg.Data); err != nil {
-					return err
-				}
-			}
-		},
+		Handler: echoMessages,
 	}
 	_, url := startH1(t, ws)
 	stop := make(chan struct{})
