@@ -52,12 +52,8 @@ func (r *runner) idleVariant(lib string, round int, variant string) []report.Rec
 	return r.idleScenario(scenario, lib, round, variant)
 }
 
-// deflateChat is how many compressed messages each connection of the
-// deflate-idle scenario sends (and has echoed) before it goes idle.
-const deflateChat = 3
-
 // idleScenario is idle (scenario Idle or IdleVariant) or, for DeflateIdle,
-// idle after negotiating permessage-deflate and exchanging deflateChat
+// idle after negotiating permessage-deflate and exchanging report.DeflateChat
 // compressed messages per connection.
 func (r *runner) idleScenario(scenario, lib string, round int, variant string) []report.Record {
 	compress := scenario == report.DeflateIdle
@@ -85,7 +81,7 @@ func (r *runner) idleScenario(scenario, lib string, round int, variant string) [
 	cfg := loadgen.Config{Proto: proto(lib), Mode: loadgen.ModeIdle}
 	if compress {
 		args = append(args, "-compress")
-		cfg.Compress, cfg.Chat = true, deflateChat
+		cfg.Compress, cfg.Chat = true, report.DeflateChat
 	}
 	srv, err := startServer(r.bin[lib], r.opt.ServerCPU, args...)
 	if err != nil {
@@ -135,7 +131,7 @@ func (r *runner) idleScenario(scenario, lib string, round int, variant string) [
 		out[len(out)-1].Err = err.Error()
 	case compress:
 		out[len(out)-1].Negotiated, out[len(out)-1].Extension = res.Negotiated, res.Extension
-		switch want := int64(deflateChat) * int64(res.Conns); {
+		switch want := int64(report.DeflateChat) * int64(res.Conns); {
 		case res.Negotiated < res.Conns:
 			out[len(out)-1].Err = fmt.Sprintf("permessage-deflate negotiated on %d of %d connections", res.Negotiated, res.Conns)
 		case res.Errors > 0 || res.Total < want:
