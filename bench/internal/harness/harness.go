@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 
@@ -128,6 +129,9 @@ func (o *Options) Defaults() {
 	}
 	if len(o.Scenarios) == 0 {
 		o.Scenarios = []string{report.Echo, report.Pipelined, report.Idle, report.Broadcast, report.Deflate, report.DeflateIdle}
+		if o.Short { // a minute and a half: deflate-idle only when asked (-scenarios)
+			o.Scenarios = slices.DeleteFunc(o.Scenarios, func(s string) bool { return s == report.DeflateIdle })
+		}
 	}
 	if len(o.Libs) == 0 {
 		for _, l := range Libraries {

@@ -39,6 +39,14 @@ func colorOf(series string) color.Color {
 	return c
 }
 
+// variantDashes tell apart the curves of a library's server variants,
+// which share its (lighter) colour.
+var variantDashes = [][]vg.Length{
+	{vg.Points(6), vg.Points(3)},
+	{vg.Points(2), vg.Points(2)},
+	{vg.Points(8), vg.Points(2), vg.Points(2), vg.Points(2)},
+}
+
 // plots draws every figure it has data for and returns name -> file name.
 func (a *agg) plots(dir string) (map[string]string, error) {
 	out := map[string]string{}
@@ -290,8 +298,8 @@ func (a *agg) idlePlot() (*plot.Plot, bool) {
 		}
 		line.Color = colorOf(l)
 		line.Width = vg.Points(1.5)
-		if scenario == IdleVariant {
-			line.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+		if scenario == IdleVariant { // one dash pattern per mode
+			line.Dashes = variantDashes[slices.Index(a.variants[IdleVariant], l)%len(variantDashes)]
 		}
 		points.Color = colorOf(l)
 		p.Add(line, points)

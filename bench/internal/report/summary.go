@@ -74,13 +74,13 @@ func (a *agg) versusAll() []versus {
 	}
 	for _, x := range a.cells(Deflate) {
 		for _, s := range a.duplexSeries(Deflate) {
-			l := fmt.Sprintf("deflate c=%d %s, %s (%s)", x.conns, Size(x.payload), s, a.deflateMode(s))
+			l := fmt.Sprintf("deflate c=%d %s, %s, %s", x.conns, Size(x.payload), s, a.deflateMode(s))
 			add(a.against(l, "msgs/s (peers in its mode)", x, x, s, msgsPerSec, true, a.sameMode(s), nil, num))
 		}
 	}
 	for _, x := range a.cells(DeflateIdle) {
 		for _, s := range a.duplexSeries(DeflateIdle) {
-			l := fmt.Sprintf("deflate-idle c=%d, %s (%s)", x.conns, s, a.deflateMode(s))
+			l := fmt.Sprintf("deflate-idle c=%d, %s, %s", x.conns, s, a.deflateMode(s))
 			add(a.against(l, "bytes/conn (peers in its mode)", x, x, s, perConn, false, a.sameMode(s), nil, kib))
 		}
 	}

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 )
 
@@ -141,6 +142,8 @@ func (a *agg) targets() []target {
 	ev := target{name: fmt.Sprintf("Event-loop mode: at most %s per idle connection at %dk connections", kib(eventsBytes), eventsConns/1000)}
 	ex, ok := a.largestIdle(Series(Ours, "events"))
 	switch {
+	case !ok && slices.Contains(a.variants[IdleVariant], Series(Ours, "events")):
+		ev.figure = "duplex (events) ran, but has no figure (see Failed runs)"
 	case !ok:
 		ev.figure = "duplex (events) not in this run (-duplex-variants accept,events)"
 	case ex.conns < eventsConns:
