@@ -3,7 +3,7 @@
 // and writes results/REPORT.md, results/results.json and PNG plots.
 //
 //	cd bench && go run ./cmd/bench -short   # the quick run, under 3 minutes
-//	cd bench && go run ./cmd/bench          # the full run, about 31 minutes
+//	cd bench && go run ./cmd/bench          # the full run, about 29 minutes
 //
 // The scenarios: echo throughput, latency and server CPU per message, with
 // one message in flight and pipelined; memory per idle connection (Duplex in
