@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -40,10 +41,16 @@ func (a *agg) deflateMode(series string) string {
 	return knownModes[series]
 }
 
-// deflateColumns are the libraries (but the floor) and Duplex's variants,
+// deflateColumns are the libraries (but the floor) and Duplex's variants
+// (in deflate or deflate-idle),
 // each headed with the mode it negotiated, in the report's order.
 func (a *agg) deflateColumns() []column {
 	cols := a.columns(Deflate, true)
+	for _, v := range a.variants[DeflateIdle] { // a variant run in deflate-idle alone
+		if !slices.ContainsFunc(cols, func(c column) bool { return c.series == v }) {
+			cols = append(cols, column{v, v})
+		}
+	}
 	for i, c := range cols {
 		if mode := a.deflateMode(c.series); mode != "" && a.compresses(c.series) {
 			cols[i].head += ", " + mode
@@ -88,12 +95,14 @@ func (a *agg) sameMode(series string) func(lib string) bool {
 
 func (a *agg) deflate(b *strings.Builder, plots map[string]string) {
 	cs := a.conns(Deflate)
-	if len(cs) == 0 {
+	if len(cs) == 0 && len(a.cells(DeflateIdle)) == 0 {
 		return
 	}
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	w("## 4. Echo with permessage-deflate\n\n")
-	w("The client sends 64 different chat-like JSON messages in turn (the same one every time would let a server that keeps context reply with a back-reference), as binary messages, each deflated on its own (it offers client_no_context_takeover); every server compresses its replies with its own defaults (duplex: CompressionOptions{Binary: true}, as it compresses only text by default, and `-variant nocontext` adds NoContextTakeover; gobwas: wsflate at BestSpeed, no context takeover). n/a: the library does not support compression. Each column says the mode the server negotiated (its handshake answer: server_no_context_takeover or not).\n\n")
+	if len(cs) > 0 {
+		w("The client sends 64 different chat-like JSON messages in turn (the same one every time would let a server that keeps context reply with a back-reference), as binary messages, each deflated on its own (it offers client_no_context_takeover); every server compresses its replies with its own defaults (duplex: CompressionOptions{Binary: true}, as it compresses only text by default, and `-variant nocontext` adds NoContextTakeover; gobwas: wsflate at BestSpeed, no context takeover). n/a: the library does not support compression. Each column says the mode the server negotiated (its handshake answer: server_no_context_takeover or not).\n\n")
+	}
 	cols := a.deflateColumns()
 	for _, c := range cs {
 		cells := a.cellsWith(Deflate, c)
