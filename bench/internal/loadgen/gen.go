@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// Connection states.
 const (
 	stDialing = iota
 	stHandshake
@@ -22,6 +23,8 @@ const (
 	stClosed
 )
 
+// conn is one connection: its socket and state, its frame parser, and what
+// the run's mode keeps per connection.
 type conn struct {
 	fd     int
 	idx    int
@@ -62,6 +65,8 @@ type conn struct {
 	th, tt   int
 }
 
+// gen is one load run: the epoll set over every connection, the frames and
+// requests built once before it, and the counters of the measured window.
 type gen struct {
 	cfg   Config
 	chat  []byte // idle: the Chat frames every connection sends once open
@@ -118,6 +123,8 @@ type gen struct {
 
 func (g *gen) now() int64 { return int64(time.Since(g.base)) }
 
+// setup resolves the server's address, raises the open-file limit, creates
+// the epoll set and builds the handshake request and the mode's frames.
 func (g *gen) setup() error {
 	host, port, err := net.SplitHostPort(g.cfg.Addr)
 	if err != nil {
@@ -187,6 +194,7 @@ func (g *gen) frameOf(p []byte) []byte {
 	return ClientFrame(p, false)
 }
 
+// teardown closes every connection and the epoll set.
 func (g *gen) teardown() {
 	for _, c := range g.conns {
 		if c.state != stClosed {
@@ -247,6 +255,8 @@ func (g *gen) pollFor(d time.Duration) error {
 	return nil
 }
 
+// wantOut registers or drops c's interest in EPOLLOUT: on while its output
+// waits for room in the socket.
 func (g *gen) wantOut(c *conn, on bool) {
 	if c.outReg == on {
 		return
@@ -269,6 +279,7 @@ func rawWrite(fd int, p []byte) (int, unix.Errno) {
 	return int(r), e
 }
 
+// setVerifyErr keeps the first verification failure of the run.
 func (g *gen) setVerifyErr(s string) {
 	if g.verifyErr == "" {
 		g.verifyErr = s
