@@ -51,7 +51,7 @@ func main() {
 	flag.DurationVar(&o.Duration, "duration", 0, "measured window of each run")
 	flag.IntVar(&o.Depth, "depth", 0, "echo messages in flight per connection (default 1)")
 	var windows, variants string
-	flag.StringVar(&variants, "duplex-variants", "", "servers/duplex -variant values run in idle beside Open, one curve each, comma-separated, or none (default accept, or none with -short; the event loop: accept,events)")
+	flag.StringVar(&variants, "duplex-variants", "", "servers/duplex -variant values run in idle beside Open, one curve each, comma-separated, or none (default: accept and events, those servers/duplex lists in -features; none with -short)")
 	flag.IntVar(&o.PipelinedDepth, "pipelined-depth", 0, "pipelined echo: messages in flight per connection (default 16)")
 	flag.StringVar(&windows, "windows", "", "broadcast messages in flight, comma-separated (default 1,4, or 4 with -short)")
 	flag.StringVar(&o.Out, "out", "", "results directory (default results, or results/short with -short)")

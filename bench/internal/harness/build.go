@@ -60,6 +60,7 @@ func (r *runner) build() error {
 			lib.Built = true
 			out, _ := exec.Command(bin, "-features").Output()
 			lib.Compression = strings.Contains(string(out), "compression=true")
+			r.variants[name] = featureVariants(string(out))
 		}
 		r.libs[name] = lib
 		r.bin[name] = bin
@@ -142,4 +143,14 @@ func loadavg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// featureVariants reads the "variants=a,b" line of a server's -features.
+func featureVariants(features string) []string {
+	for _, line := range strings.Split(features, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "variants="); ok {
+			return strings.Split(v, ",")
+		}
+	}
+	return nil
 }

@@ -7,7 +7,8 @@ import (
 	"github.com/duplexws/duplex/bench/internal/report"
 )
 
-// usable says why a library cannot run a scenario, or "" when it can.
+// usable says whether a library can run a scenario; when not, rec says why
+// (its build failed, or the scenario compresses and it does not: n/a).
 func (r *runner) usable(lib string, rec *report.Record, compress bool) bool {
 	l := r.libs[lib]
 	switch {

@@ -72,9 +72,9 @@ type Options struct {
 	PipelinedDepth    int
 
 	// DuplexVariants are servers/duplex -variant values run in the idle
-	// scenario beside Duplex's README idiom (Open), one curve each: accept
-	// (Accept + a goroutine), events (the event-loop mode). nil is the
-	// default (accept in the full run, none in the short one); empty, none.
+	// scenario beside Duplex's README idiom (Open), one curve each. nil is
+	// the default: in the full run, those of duplexIdleModes the built
+	// server lists in its features; none in the short run. Empty: none.
 	DuplexVariants []string
 }
 
@@ -97,7 +97,6 @@ func (o *Options) Defaults() {
 		defInts(&o.DeflatePayloads, 1<<10)
 		defInts(&o.PipelinedPayloads, 64)
 		defInts(&o.DeflateIdleSteps, 1000)
-		defStrings(&o.DuplexVariants)
 	} else {
 		def(&o.Rounds, 3)
 		defDur(&o.Warmup, time.Second)
@@ -109,7 +108,6 @@ func (o *Options) Defaults() {
 		defInts(&o.DeflatePayloads, 1<<10, 16<<10)
 		defInts(&o.PipelinedPayloads, 64, 1<<10)
 		defInts(&o.DeflateIdleSteps, 5000)
-		defStrings(&o.DuplexVariants, "accept")
 	}
 	def(&o.PipelinedConns, 100)
 	def(&o.PipelinedDepth, 16)
@@ -161,9 +159,25 @@ func defInts(p *[]int, v ...int) {
 	}
 }
 
-func defStrings(p *[]string, v ...string) {
-	if *p == nil {
-		*p = append([]string{}, v...)
+// duplexIdleModes are Duplex's modes besides Open that the full run's idle
+// scenario measures when servers/duplex serves them: Accept + a goroutine,
+// and the event loop.
+var duplexIdleModes = []string{"accept", "events"}
+
+// defaultDuplexVariants fills in DuplexVariants once the servers are
+// built: the idle modes servers/duplex lists, in the full run.
+func (r *runner) defaultDuplexVariants() {
+	if r.opt.DuplexVariants != nil {
+		return
+	}
+	r.opt.DuplexVariants = []string{}
+	if r.opt.Short {
+		return
+	}
+	for _, v := range duplexIdleModes {
+		if slices.Contains(r.variants[report.Ours], v) {
+			r.opt.DuplexVariants = append(r.opt.DuplexVariants, v)
+		}
 	}
 }
 
@@ -194,8 +208,10 @@ type runner struct {
 	opt  Options
 	libs map[string]*report.Lib
 	bin  map[string]string
-	res  *report.Results
-	prog *progress
+	// variants are the -variant values each built server lists.
+	variants map[string][]string
+	res      *report.Results
+	prog     *progress
 }
 
 type task struct {
@@ -211,7 +227,7 @@ func Run(opt Options) (*report.Results, error) {
 	if _, err := exec.LookPath("taskset"); err != nil {
 		return nil, fmt.Errorf("taskset (util-linux) is needed to pin the processes: %v", err)
 	}
-	r := &runner{opt: opt, libs: map[string]*report.Lib{}, bin: map[string]string{}}
+	r := &runner{opt: opt, libs: map[string]*report.Lib{}, bin: map[string]string{}, variants: map[string][]string{}}
 	r.res = &report.Results{Started: time.Now()}
 	r.res.Machine = machine(fdLimit)
 	r.res.Settings = report.Settings{Command: opt.Command, Short: opt.Short, Rounds: opt.Rounds,
@@ -227,6 +243,7 @@ func Run(opt Options) (*report.Results, error) {
 	if err := r.build(); err != nil {
 		return nil, err
 	}
+	r.defaultDuplexVariants()
 	if r.has(report.HubBroadcast) {
 		if err := r.buildHub(); err != nil {
 			return nil, err

@@ -145,7 +145,7 @@ func (a *agg) targets() []target {
 	case !ok && slices.Contains(a.variants[IdleVariant], Series(Ours, "events")):
 		ev.figure = "duplex (events) ran, but has no figure (see Failed runs)"
 	case !ok:
-		ev.figure = "duplex (events) not in this run (-duplex-variants accept,events)"
+		ev.figure = "duplex (events) not in this run (servers/duplex lists no such variant, or -duplex-variants left it out)"
 	case ex.conns < eventsConns:
 		ev.figure = fmt.Sprintf("largest count in this run: %d", ex.conns)
 	default:
