@@ -588,7 +588,7 @@ func (c *Conn) discard(n int64) error {
 func (c *Conn) recordPeerClose(ce *CloseError) {
 	c.closeRcvdOnce.Do(func() {
 		c.peerClose = ce
-		close(c.closeRcvd)
+		c.closeRcvd.fire()
 		// After closeRcvd: see writeClose.
 		c.closedBy.CompareAndSwap(0, uint32(ClosedByPeer))
 	})
