@@ -94,7 +94,11 @@ func putFlateWriter(level, windowBits int, fw *flate.Writer) {
 	if windowBits < 15 {
 		level = 0
 	}
-	fw.Reset(io.Discard)
+	// ResetDict, not Reset: a Writer remembers the dictionary it was last
+	// given and Reset primes it with that again, which would index the
+	// history a second time per message and keep the connection's history
+	// reachable from the pool.
+	fw.ResetDict(io.Discard, nil)
 	flateWriterPools[level][windowBits].Put(fw)
 }
 
