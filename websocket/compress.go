@@ -190,23 +190,35 @@ func (d *deflater) releaseOut() {
 }
 
 // appendHistory appends p to the sliding window hist, keeping its last size
-// bytes. The slice never holds more than twice size.
+// bytes. The slice never holds more than size.
 func appendHistory(hist, p []byte, size int) []byte {
 	if len(p) >= size {
-		if cap(hist) < size {
-			hist = make([]byte, 0, size)
-		}
+		hist = growHistory(hist, size, size)
 		return append(hist[:0], p[len(p)-size:]...)
 	}
 	if len(hist)+len(p) > size {
 		drop := len(hist) + len(p) - size
 		hist = hist[:copy(hist, hist[drop:])]
 	}
-	if cap(hist) == 0 {
-		hist = make([]byte, 0, size)
-	}
-	return append(hist, p...)
+	return append(growHistory(hist, len(hist)+len(p), size), p...)
 }
+
+// growHistory gives hist room for need bytes. It grows by doubling up to
+// size rather than taking the whole window at once: a connection that has
+// sent a few small messages keeps a few hundred bytes of history, not the
+// window's 8 or 32 KiB, and a busy one reaches the window in a handful of
+// steps.
+func growHistory(hist []byte, need, size int) []byte {
+	if cap(hist) >= need {
+		return hist
+	}
+	grown := make([]byte, len(hist), min(size, max(need, 2*cap(hist), minHistory)))
+	copy(grown, hist)
+	return grown
+}
+
+// minHistory is the first allocation of a history.
+const minHistory = 512
 
 // inflater is a decompressor and the buffer it reads the raw payload
 // through. They are pooled together; one is held only while a message is
