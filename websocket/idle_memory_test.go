@@ -297,7 +297,7 @@ func TestIdleConnectionCost(t *testing.T) {
 	if accept.heap > 2048 {
 		t.Errorf("Accept: %.0f heap bytes per idle connection, want at most 2048", accept.heap)
 	}
-	if !raceEnabled && accept.stack > 2560 {
+	if !websocket.RaceEnabled && accept.stack > 2560 {
 		t.Errorf("Accept: %.0f stack bytes per idle connection, want 2048 (the smallest stack)", accept.stack)
 	}
 	if open.heap > accept.heap+3072 {
