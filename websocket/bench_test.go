@@ -3,7 +3,9 @@ package websocket
 import (
 	"context"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -149,4 +151,85 @@ func BenchmarkWriteMessage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// echoInto is the benchmark server's echo (bench/servers/duplex): ReadInto
+// reusing the last message's buffer, SendBinary, Flush.
+func echoInto(ctx context.Context, c *Conn) {
+	var buf []byte
+	for {
+		msg, err := c.ReadInto(ctx, buf)
+		if err != nil {
+			return
+		}
+		buf = msg.Data
+		if c.SendBinary(msg.Data) != nil || c.Flush() != nil {
+			return
+		}
+	}
+}
+
+// BenchmarkEcho measures the echo idiom over loopback TCP, both sides in
+// this process: the client sends depth messages, flushes once and reads
+// the depth replies, all with reused buffers, so allocs/op is the whole
+// round trip's. depth 16 is the pipelined echo: the server reads messages
+// that arrived together from one buffer.
+func BenchmarkEcho(b *testing.B) {
+	for _, depth := range []int{1, 16} {
+		for _, n := range []int{64, 1 << 10, 16 << 10, 64 << 10} {
+			b.Run("depth"+strconv.Itoa(depth)+"/"+strconv.Itoa(n), func(b *testing.B) {
+				client, server := pipePair(b)
+				ctx := context.Background()
+				go echoInto(ctx, server)
+				p := make([]byte, n)
+				buf := make([]byte, 0, n)
+				b.SetBytes(int64(n * depth))
+				b.ReportAllocs()
+				reads, writes, counted := syscallCounts()
+				for b.Loop() {
+					for range depth {
+						if err := client.SendBinary(p); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := client.Flush(); err != nil {
+						b.Fatal(err)
+					}
+					for range depth {
+						msg, err := client.ReadInto(ctx, buf)
+						if err != nil || len(msg.Data) != n {
+							b.Fatal(len(msg.Data), err)
+						}
+						buf = msg.Data
+					}
+				}
+				if r, w, ok := syscallCounts(); ok && counted {
+					ops := float64(b.N * depth)
+					b.ReportMetric(float64(r-reads)/ops, "reads/msg")
+					b.ReportMetric(float64(w-writes)/ops, "writes/msg")
+				}
+			})
+		}
+	}
+}
+
+// syscallCounts reads this process's read and write system calls so far
+// from /proc/self/io (Linux), both sides of a loopback benchmark together.
+func syscallCounts() (reads, writes uint64, ok bool) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		name, value, _ := strings.Cut(strings.TrimSpace(line), ": ")
+		n, err := strconv.ParseUint(value, 10, 64)
+		switch {
+		case err != nil:
+		case name == "syscr":
+			reads = n
+		case name == "syscw":
+			writes = n
+		}
+	}
+	return reads, writes, true
 }
