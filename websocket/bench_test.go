@@ -19,6 +19,14 @@ func BenchmarkMask(b *testing.B) {
 				key = maskBytes(key, p)
 			}
 		})
+		b.Run("copy/"+strconv.Itoa(n), func(b *testing.B) {
+			dst := make([]byte, n)
+			b.SetBytes(int64(n))
+			key := uint32(0x12345678)
+			for b.Loop() {
+				key = maskCopy(key, dst, p)
+			}
+		})
 	}
 }
 

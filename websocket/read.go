@@ -330,7 +330,8 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 		p = p[:c.rs.remaining]
 	}
 	var n int
-	if c.rb.buffered() == 0 && len(p) >= smallReadSize {
+	direct := c.rb.buffered() == 0 && len(p) >= smallReadSize
+	if direct {
 		// Large payloads go straight from the transport to the caller.
 		var err error
 		n, err = c.rb.src.Read(p)
@@ -353,11 +354,17 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 				return 0, err
 			}
 		}
-		n = copy(p, c.rb.bytes())
+		src := c.rb.bytes()
+		n = min(len(p), len(src))
+		if c.rs.masked {
+			c.rs.key = maskCopy(c.rs.key, p, src[:n])
+		} else {
+			copy(p, src[:n])
+		}
 		c.rb.consume(n)
 	}
 	p = p[:n]
-	if c.rs.masked {
+	if c.rs.masked && direct {
 		c.rs.key = maskBytes(c.rs.key, p)
 	}
 	c.rs.remaining -= int64(n)
