@@ -195,8 +195,8 @@ func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 	c.wbuf = nil
 	if err != nil {
 		switch {
-		case ctx != nil && ctx.Err() != nil && (isTimeout(err) || err == ctx.Err()):
-			err = ctx.Err()
+		case ctx != nil && contextEnded(ctx) != nil && (isTimeout(err) || err == ctx.Err()):
+			err = contextEnded(ctx)
 		case c.isClosed():
 			err = fmt.Errorf("%w: %w", ErrClosed, err)
 		case isTimeout(err):
@@ -206,6 +206,19 @@ func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 		c.CloseNow()
 	}
 	return err
+}
+
+// contextEnded returns ctx's error, or context.DeadlineExceeded once ctx's
+// deadline has passed: the transport's deadline, set from ctx's, can fire
+// before ctx's own timer does, and the write must still report ctx's end.
+func contextEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // writeWaiting writes head and then tail through the transport, waiting
