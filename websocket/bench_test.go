@@ -50,26 +50,36 @@ func BenchmarkFrameHeader(b *testing.B) {
 
 // pipePair connects a client and a server Conn over a real TCP loopback
 // connection, without an HTTP handshake.
-func pipePair(b *testing.B) (client, server *Conn) {
+func pipePair(tb testing.TB) (client, server *Conn) {
+	cc, sc := tcpPair(tb)
+	client = newConn(connConfig{t: newSocketTransport(cc), client: true})
+	server = newConn(connConfig{t: newSocketTransport(sc)})
+	tb.Cleanup(func() { client.CloseNow(); server.CloseNow() })
+	return client, server
+}
+
+// tcpPair connects two TCP sockets over loopback: the dialling end, then
+// the accepted one.
+func tcpPair(tb testing.TB) (dialed, accepted *net.TCPConn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
+	ch := make(chan net.Conn, 1)
 	go func() {
 		c, _ := ln.Accept()
-		accepted <- c
+		ch <- c
 	}()
 	cc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	sc := <-accepted
-	client = newConn(connConfig{t: newSocketTransport(cc), client: true})
-	server = newConn(connConfig{t: newSocketTransport(sc)})
-	b.Cleanup(func() { client.CloseNow(); server.CloseNow() })
-	return client, server
+	sc := <-ch
+	if sc == nil {
+		tb.Fatal("accept failed")
+	}
+	return cc.(*net.TCPConn), sc.(*net.TCPConn)
 }
 
 // BenchmarkRoundTrip measures one message from client to server and back:
