@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"os"
@@ -120,13 +121,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 func BenchmarkReadMessage(b *testing.B) {
 	for _, n := range []int{64, 1024} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			frame := appendFrameHeader(nil, frameHeader{fin: true, opcode: opText, masked: true, key: 0x01020304, length: int64(n)})
-			payload := make([]byte, n)
-			for i := range payload {
-				payload[i] = 'a'
-			}
-			maskBytes(0x01020304, payload)
-			frame = append(frame, payload...)
+			frame := clientFrame(opText, true, bytes.Repeat([]byte("a"), n))
 			const batch = 256
 			var in []byte
 			for range batch {
@@ -172,7 +167,8 @@ func BenchmarkWriteMessage(b *testing.B) {
 }
 
 // echoInto is the benchmark server's echo (bench/servers/duplex): ReadInto
-// reusing the last message's buffer, SendBinary, Flush.
+// reusing the last message's buffer, SendBinary, and Flush once no further
+// message has arrived.
 func echoInto(ctx context.Context, c *Conn) {
 	var buf []byte
 	for {
@@ -181,7 +177,10 @@ func echoInto(ctx context.Context, c *Conn) {
 			return
 		}
 		buf = msg.Data
-		if c.SendBinary(msg.Data) != nil || c.Flush() != nil {
+		if c.SendBinary(msg.Data) != nil {
+			return
+		}
+		if !c.MessageReady() && c.Flush() != nil {
 			return
 		}
 	}

@@ -32,6 +32,9 @@ func readmeEcho(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
+			if c.MessageReady() { // the next message is here already: answer it before writing
+				continue
+			}
 			if err := c.Flush(); err != nil { // many sends, one write
 				return err
 			}

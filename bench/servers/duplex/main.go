@@ -1,7 +1,8 @@
 // Command duplex is our own benchmark server, written as the design notes'
 // smallest use: websocket.Open in a net/http handler, a loop that reads a
 // whole message with ReadInto (reusing its buffer, as the README's echo
-// does), sends it back (buffered) and Flushes. Broadcast frames each message
+// does), sends it back (buffered) and Flushes when no further message has
+// arrived already (MessageReady). Broadcast frames each message
 // once (NewPreparedMessage, as the package doc advises for fan-out) and gives
 // every connection a buffered channel drained by a writer goroutine that
 // sends all it finds queued (SendPrepared) and then Flushes once ("many
@@ -93,6 +94,9 @@ func echo(ctx context.Context, c *websocket.Conn) error {
 		buf = msg.Data
 		if err := send(c, msg); err != nil {
 			return err
+		}
+		if c.MessageReady() { // as the README's echo: one write for what arrived together
+			continue
 		}
 		if err := c.Flush(); err != nil {
 			return err
