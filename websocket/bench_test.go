@@ -190,43 +190,68 @@ func echoInto(ctx context.Context, c *Conn) {
 // this process: the client sends depth messages, flushes once and reads
 // the depth replies, all with reused buffers, so allocs/op is the whole
 // round trip's. depth 16 is the pipelined echo: the server reads messages
-// that arrived together from one buffer.
+// that arrived together from one buffer and answers them with one write.
 func BenchmarkEcho(b *testing.B) {
 	for _, depth := range []int{1, 16} {
 		for _, n := range []int{64, 1 << 10, 16 << 10, 64 << 10} {
 			b.Run("depth"+strconv.Itoa(depth)+"/"+strconv.Itoa(n), func(b *testing.B) {
 				client, server := pipePair(b)
-				ctx := context.Background()
-				go echoInto(ctx, server)
-				p := make([]byte, n)
-				buf := make([]byte, 0, n)
-				b.SetBytes(int64(n * depth))
-				b.ReportAllocs()
-				reads, writes, counted := syscallCounts()
-				for b.Loop() {
-					for range depth {
-						if err := client.SendBinary(p); err != nil {
-							b.Fatal(err)
-						}
-					}
-					if err := client.Flush(); err != nil {
-						b.Fatal(err)
-					}
-					for range depth {
-						msg, err := client.ReadInto(ctx, buf)
-						if err != nil || len(msg.Data) != n {
-							b.Fatal(len(msg.Data), err)
-						}
-						buf = msg.Data
-					}
-				}
-				if r, w, ok := syscallCounts(); ok && counted {
-					ops := float64(b.N * depth)
-					b.ReportMetric(float64(r-reads)/ops, "reads/msg")
-					b.ReportMetric(float64(w-writes)/ops, "writes/msg")
-				}
+				benchEcho(b, client, server, make([]byte, n), depth)
 			})
 		}
+	}
+}
+
+// BenchmarkEchoDeflate is BenchmarkEcho's depth 1 with permessage-deflate
+// on both sides, with and without context takeover, on text that
+// compresses as chat does.
+func BenchmarkEchoDeflate(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		co   *CompressionOptions
+	}{
+		{"takeover", &CompressionOptions{Binary: true}},
+		{"no-takeover", &CompressionOptions{Binary: true, NoContextTakeover: true}},
+	} {
+		for _, n := range []int{1 << 10, 16 << 10} {
+			b.Run(tc.name+"/"+strconv.Itoa(n), func(b *testing.B) {
+				clients, servers := connPairs(b, 1, tc.co)
+				benchEcho(b, clients[0], servers[0], chatLike(newTestRand(), n), 1)
+			})
+		}
+	}
+}
+
+// benchEcho runs echoInto on server and times depth messages of p sent
+// and read back by client, with system calls per message beside.
+func benchEcho(b *testing.B, client, server *Conn, p []byte, depth int) {
+	ctx := context.Background()
+	go echoInto(ctx, server)
+	buf := make([]byte, 0, len(p))
+	b.SetBytes(int64(len(p) * depth))
+	b.ReportAllocs()
+	reads, writes, counted := syscallCounts()
+	for b.Loop() {
+		for range depth {
+			if err := client.SendBinary(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := client.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		for range depth {
+			msg, err := client.ReadInto(ctx, buf)
+			if err != nil || len(msg.Data) != len(p) {
+				b.Fatal(len(msg.Data), err)
+			}
+			buf = msg.Data
+		}
+	}
+	if r, w, ok := syscallCounts(); ok && counted {
+		ops := float64(b.N * depth)
+		b.ReportMetric(float64(r-reads)/ops, "reads/msg")
+		b.ReportMetric(float64(w-writes)/ops, "writes/msg")
 	}
 }
 
