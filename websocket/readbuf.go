@@ -15,11 +15,12 @@ import (
 // pooled buffer until the stream drains.
 const smallReadSize = 512
 
-// socketReadBufferSize is the pooled buffer a read from a socket takes. A
-// socket holds it only for the read itself (it is given back when the socket
-// has nothing more), so it can be large: a message of up to 32 KiB arrives
-// in one read, where the 8 KiB of readBufferSize took a second read for the
-// rest of any message over 8 KiB.
+// socketReadBufferSize is the pooled buffer a read from a socket takes. It
+// is given back as soon as the socket has nothing more and nothing read is
+// left unconsumed, so it can be large: a message of up to 32 KiB arrives in
+// one read, where the 8 KiB of readBufferSize took a second read for the
+// rest of any message over 8 KiB. A connection whose peer stops part-way
+// through a frame keeps it while it waits (8 KiB before).
 const socketReadBufferSize = 32 << 10
 
 var socketReadBufferPool = sync.Pool{New: func() any { b := make([]byte, socketReadBufferSize); return &b }}
