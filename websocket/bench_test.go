@@ -1,9 +1,12 @@
 package websocket
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -15,6 +18,14 @@ func BenchmarkMask(b *testing.B) {
 			key := uint32(0x12345678)
 			for b.Loop() {
 				key = maskBytes(key, p)
+			}
+		})
+		b.Run("copy/"+strconv.Itoa(n), func(b *testing.B) {
+			dst := make([]byte, n)
+			b.SetBytes(int64(n))
+			key := uint32(0x12345678)
+			for b.Loop() {
+				key = maskCopy(key, dst, p)
 			}
 		})
 	}
@@ -40,26 +51,36 @@ func BenchmarkFrameHeader(b *testing.B) {
 
 // pipePair connects a client and a server Conn over a real TCP loopback
 // connection, without an HTTP handshake.
-func pipePair(b *testing.B) (client, server *Conn) {
+func pipePair(tb testing.TB) (client, server *Conn) {
+	cc, sc := tcpPair(tb)
+	client = newConn(connConfig{t: newSocketTransport(cc), client: true})
+	server = newConn(connConfig{t: newSocketTransport(sc)})
+	tb.Cleanup(func() { client.CloseNow(); server.CloseNow() })
+	return client, server
+}
+
+// tcpPair connects two TCP sockets over loopback: the dialling end, then
+// the accepted one.
+func tcpPair(tb testing.TB) (dialed, accepted *net.TCPConn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
+	ch := make(chan net.Conn, 1)
 	go func() {
 		c, _ := ln.Accept()
-		accepted <- c
+		ch <- c
 	}()
 	cc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	sc := <-accepted
-	client = newConn(connConfig{t: newSocketTransport(cc), client: true})
-	server = newConn(connConfig{t: newSocketTransport(sc)})
-	b.Cleanup(func() { client.CloseNow(); server.CloseNow() })
-	return client, server
+	sc := <-ch
+	if sc == nil {
+		tb.Fatal("accept failed")
+	}
+	return cc.(*net.TCPConn), sc.(*net.TCPConn)
 }
 
 // BenchmarkRoundTrip measures one message from client to server and back:
@@ -100,13 +121,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 func BenchmarkReadMessage(b *testing.B) {
 	for _, n := range []int{64, 1024} {
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
-			frame := appendFrameHeader(nil, frameHeader{fin: true, opcode: opText, masked: true, key: 0x01020304, length: int64(n)})
-			payload := make([]byte, n)
-			for i := range payload {
-				payload[i] = 'a'
-			}
-			maskBytes(0x01020304, payload)
-			frame = append(frame, payload...)
+			frame := clientFrame(opText, true, bytes.Repeat([]byte("a"), n))
 			const batch = 256
 			var in []byte
 			for range batch {
@@ -149,4 +164,114 @@ func BenchmarkWriteMessage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// echoInto is the benchmark server's echo (bench/servers/duplex): ReadInto
+// reusing the last message's buffer, SendBinary, and Flush once no further
+// message has arrived.
+func echoInto(ctx context.Context, c *Conn) {
+	var buf []byte
+	for {
+		msg, err := c.ReadInto(ctx, buf)
+		if err != nil {
+			return
+		}
+		buf = msg.Data
+		if c.SendBinary(msg.Data) != nil {
+			return
+		}
+		if !c.MessageReady() && c.Flush() != nil {
+			return
+		}
+	}
+}
+
+// BenchmarkEcho measures the echo idiom over loopback TCP, both sides in
+// this process: the client sends depth messages, flushes once and reads
+// the depth replies, all with reused buffers, so allocs/op is the whole
+// round trip's. depth 16 is the pipelined echo: the server reads messages
+// that arrived together from one buffer and answers them with one write.
+func BenchmarkEcho(b *testing.B) {
+	for _, depth := range []int{1, 16} {
+		for _, n := range []int{64, 1 << 10, 16 << 10, 64 << 10} {
+			b.Run("depth"+strconv.Itoa(depth)+"/"+strconv.Itoa(n), func(b *testing.B) {
+				client, server := pipePair(b)
+				benchEcho(b, client, server, make([]byte, n), depth)
+			})
+		}
+	}
+}
+
+// BenchmarkEchoDeflate is BenchmarkEcho's depth 1 with permessage-deflate
+// on both sides, with and without context takeover, on text that
+// compresses as chat does.
+func BenchmarkEchoDeflate(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		co   *CompressionOptions
+	}{
+		{"takeover", &CompressionOptions{Binary: true}},
+		{"no-takeover", &CompressionOptions{Binary: true, NoContextTakeover: true}},
+	} {
+		for _, n := range []int{1 << 10, 16 << 10} {
+			b.Run(tc.name+"/"+strconv.Itoa(n), func(b *testing.B) {
+				clients, servers := connPairs(b, 1, tc.co)
+				benchEcho(b, clients[0], servers[0], chatLike(newTestRand(), n), 1)
+			})
+		}
+	}
+}
+
+// benchEcho runs echoInto on server and times depth messages of p sent
+// and read back by client, with system calls per message beside.
+func benchEcho(b *testing.B, client, server *Conn, p []byte, depth int) {
+	ctx := context.Background()
+	go echoInto(ctx, server)
+	buf := make([]byte, 0, len(p))
+	b.SetBytes(int64(len(p) * depth))
+	b.ReportAllocs()
+	reads, writes, counted := syscallCounts()
+	for b.Loop() {
+		for range depth {
+			if err := client.SendBinary(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := client.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		for range depth {
+			msg, err := client.ReadInto(ctx, buf)
+			if err != nil || len(msg.Data) != len(p) {
+				b.Fatal(len(msg.Data), err)
+			}
+			buf = msg.Data
+		}
+	}
+	if r, w, ok := syscallCounts(); ok && counted {
+		ops := float64(b.N * depth)
+		b.ReportMetric(float64(r-reads)/ops, "reads/msg")
+		b.ReportMetric(float64(w-writes)/ops, "writes/msg")
+	}
+}
+
+// syscallCounts reads this process's read and write system calls so far
+// from /proc/self/io (Linux), both sides of a loopback benchmark together.
+func syscallCounts() (reads, writes uint64, ok bool) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		name, value, _ := strings.Cut(strings.TrimSpace(line), ": ")
+		n, err := strconv.ParseUint(value, 10, 64)
+		switch {
+		case err != nil:
+		case name == "syscr":
+			reads = n
+		case name == "syscw":
+			writes = n
+		}
+	}
+	return reads, writes, true
 }

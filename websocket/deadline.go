@@ -3,6 +3,7 @@ package websocket
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,6 +18,11 @@ import (
 // between calls does nothing then, and the next call under it sees ctx.Err()
 // before it starts.
 type deadlineWatcher struct {
+	// watching mirrors ctx != nil, so that a call with no context to watch
+	// and none registered (every Read under Open's own context) takes no
+	// lock: it has nothing to do.
+	watching atomic.Bool
+
 	mu     sync.Mutex
 	ctx    context.Context // registered; nil when none
 	stop   func() bool
@@ -33,6 +39,9 @@ var pastDeadline = time.Unix(1, 0)
 // moved is cleared, so the caller sets its own after begin, and checks
 // ctx.Err() after that: a context that ended before begin moved nothing.
 func (w *deadlineWatcher) begin(ctx context.Context) {
+	if ctx == nil && !w.watching.Load() {
+		return // nothing registered, so nothing moved the deadline either
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.moved {
@@ -46,6 +55,7 @@ func (w *deadlineWatcher) begin(ctx context.Context) {
 		w.clearLocked()
 		if ctx != nil {
 			w.ctx = ctx
+			w.watching.Store(true)
 			w.stop = context.AfterFunc(ctx, func() {
 				w.mu.Lock()
 				if w.ctx == ctx && w.active {
@@ -61,6 +71,9 @@ func (w *deadlineWatcher) begin(ctx context.Context) {
 
 // end marks the end of the call begun with begin.
 func (w *deadlineWatcher) end() {
+	if !w.watching.Load() {
+		return // active is false whenever nothing is registered
+	}
 	w.mu.Lock()
 	w.active = false
 	w.mu.Unlock()
@@ -82,4 +95,5 @@ func (w *deadlineWatcher) clearLocked() {
 		w.moved = false
 	}
 	w.ctx, w.stop, w.active = nil, nil, false
+	w.watching.Store(false)
 }

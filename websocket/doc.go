@@ -3,16 +3,25 @@
 //
 // A server opens a WebSocket inside any http.Handler and talks to it in a
 // loop, as the Falcon guide's chat does; a normal close by the peer ends the
-// loop quietly:
+// loop quietly. ReadInto reads each message into the buffer the last one
+// used, so the loop allocates nothing per message; Read returns a message
+// whose data the caller keeps, at the cost of an allocation each.
+// MessageReady tells whether the next message has arrived already, so that
+// the answers to messages that came together go out in one write:
 //
 //	func connect(w http.ResponseWriter, r *http.Request) {
 //		websocket.Open(w, r, nil, func(ctx context.Context, c *websocket.Conn) error {
+//			var buf []byte // reused for every message
 //			for {
-//				msg, err := c.Read(ctx)
+//				msg, err := c.ReadInto(ctx, buf)
 //				if err != nil {
 //					return err
 //				}
+//				buf = msg.Data // overwritten by the next ReadInto
 //				c.SendText(msg.Data) // buffered
+//				if c.MessageReady() {
+//					continue // answer what has arrived, then write once
+//				}
 //				if err := c.Flush(); err != nil {
 //					return err
 //				}

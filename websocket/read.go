@@ -46,6 +46,42 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 	return c.readWhole(ctx, nil)
 }
 
+// MessageReady reports whether the next message has already arrived whole,
+// so that the next Read or ReadInto returns it without waiting. A loop that
+// answers each message can Flush only when MessageReady is false: the
+// answers to messages that arrived together then go out in one write, and
+// no answer waits for a message that is still on its way. Call it from the
+// goroutine that reads; it reads nothing itself.
+func (c *Conn) MessageReady() bool {
+	select {
+	case c.readSem <- struct{}{}:
+	default:
+		return false // a read is under way elsewhere
+	}
+	defer func() { <-c.readSem }()
+	if c.readErr != nil || c.rs.inMessage {
+		return false
+	}
+	// Walk the buffered frames: control frames are handled on the way by
+	// the next read; a message is whole at its final frame.
+	b := c.rb.bytes()
+	for len(b) >= 2 {
+		hlen := frameHeaderSize(b[1])
+		if len(b) < hlen {
+			return false
+		}
+		h, _, err := parseFrameHeader(b)
+		if err != nil || h.length > int64(len(b)-hlen) {
+			return false
+		}
+		b = b[hlen+int(h.length):]
+		if !h.opcode.isControl() && h.fin {
+			return true
+		}
+	}
+	return false
+}
+
 // readWhole is Read and ReadInto: the message's data is appended to dst[:0].
 func (c *Conn) readWhole(ctx context.Context, dst []byte) (Message, error) {
 	if err := c.lockSem(ctx, c.readSem); err != nil {
@@ -330,7 +366,8 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 		p = p[:c.rs.remaining]
 	}
 	var n int
-	if c.rb.buffered() == 0 && len(p) >= smallReadSize {
+	direct := c.rb.buffered() == 0 && len(p) >= smallReadSize
+	if direct {
 		// Large payloads go straight from the transport to the caller.
 		var err error
 		n, err = c.rb.src.Read(p)
@@ -353,11 +390,17 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 				return 0, err
 			}
 		}
-		n = copy(p, c.rb.bytes())
+		src := c.rb.bytes()
+		n = min(len(p), len(src))
+		if c.rs.masked {
+			c.rs.key = maskCopy(c.rs.key, p, src[:n])
+		} else {
+			copy(p, src[:n])
+		}
 		c.rb.consume(n)
 	}
 	p = p[:n]
-	if c.rs.masked {
+	if c.rs.masked && direct {
 		c.rs.key = maskBytes(c.rs.key, p)
 	}
 	c.rs.remaining -= int64(n)

@@ -3,6 +3,7 @@ package websocket
 import (
 	"io"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -13,6 +14,16 @@ import (
 // read that fills it means the stream is busy, and the next reads go to a
 // pooled buffer until the stream drains.
 const smallReadSize = 512
+
+// socketReadBufferSize is the pooled buffer a read from a socket takes. It
+// is given back as soon as the socket has nothing more and nothing read is
+// left unconsumed, so it can be large: a message of up to 32 KiB arrives in
+// one read, where the 8 KiB of readBufferSize took a second read for the
+// rest of any message over 8 KiB. A connection whose peer stops part-way
+// through a frame keeps it while it waits (8 KiB before).
+const socketReadBufferSize = 32 << 10
+
+var socketReadBufferPool = sync.Pool{New: func() any { b := make([]byte, socketReadBufferSize); return &b }}
 
 // readBuffer is a bufio.Reader that keeps its big buffer only while busy.
 //
@@ -27,8 +38,9 @@ type readBuffer struct {
 	rawErr  error
 	small   []byte // smallReadSize bytes; not needed over a socket
 
-	big      *[]byte // from readBufferPool while the stream is busy
-	buf      []byte  // small or *big
+	big      *[]byte    // from pool while the stream is busy
+	pool     *sync.Pool // readBufferPool, or socketReadBufferPool over a socket
+	buf      []byte     // small or *big
 	r, w     int
 	lastFull bool // the last read filled the buffer: more is likely waiting
 
@@ -46,10 +58,12 @@ func (b *readBuffer) consume(n int) { b.r += n }
 // setSource makes src the stream to read, through its RawConn if it has one.
 func (b *readBuffer) setSource(src io.Reader) {
 	b.src = src
+	b.pool = &readBufferPool
 	if sc, ok := src.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			b.raw = raw
 			b.rawRead = b.readSocket
+			b.pool = &socketReadBufferPool
 			return
 		}
 	}
@@ -65,7 +79,7 @@ func (b *readBuffer) fill() error {
 		b.r, b.w = 0, 0
 		if b.lastFull {
 			if b.big == nil {
-				b.big = readBufferPool.Get().(*[]byte)
+				b.big = b.pool.Get().(*[]byte)
 			}
 			b.buf = *b.big
 		} else {
@@ -78,7 +92,7 @@ func (b *readBuffer) fill() error {
 			b.r = 0
 		}
 		if b.w == len(b.buf) && b.big == nil {
-			b.big = readBufferPool.Get().(*[]byte)
+			b.big = b.pool.Get().(*[]byte)
 			b.w = copy(*b.big, b.buf[:b.w])
 			b.buf = *b.big
 		}
@@ -122,7 +136,7 @@ func (b *readBuffer) releaseIdle() {
 
 func (b *readBuffer) releaseBig() {
 	if b.big != nil {
-		readBufferPool.Put(b.big)
+		b.pool.Put(b.big)
 		b.big = nil
 	}
 }
@@ -147,7 +161,7 @@ func (b *readBuffer) fillSocket() error {
 
 func (b *readBuffer) readSocket(fd uintptr) bool {
 	if b.big == nil {
-		b.big = readBufferPool.Get().(*[]byte)
+		b.big = b.pool.Get().(*[]byte)
 		b.w = copy(*b.big, b.buf[b.r:b.w])
 		b.r = 0
 		b.buf = *b.big

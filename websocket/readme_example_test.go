@@ -16,11 +16,14 @@ import (
 // checks it), so that the README shows code that compiles and is run.
 func readmeEcho(w http.ResponseWriter, r *http.Request) {
 	websocket.Open(w, r, nil, func(ctx context.Context, c *websocket.Conn) error {
+		var buf []byte // reused for every message: the loop allocates nothing per message
 		for {
-			msg, err := c.Read(ctx) // one whole message; pings and closes are handled inside
+			msg, err := c.ReadInto(ctx, buf) // one whole message; pings and closes are handled inside
 			if err != nil {
 				return err // a close by the peer ends the loop quietly
 			}
+			buf = msg.Data // the next ReadInto overwrites it; Read returns data you keep
+
 			if msg.Type == websocket.MessageText { // answer with the message's own type
 				err = c.SendText(msg.Data) // buffered
 			} else {
@@ -28,6 +31,9 @@ func readmeEcho(w http.ResponseWriter, r *http.Request) {
 			}
 			if err != nil {
 				return err
+			}
+			if c.MessageReady() { // the next message is here already: answer it before writing
+				continue
 			}
 			if err := c.Flush(); err != nil { // many sends, one write
 				return err

@@ -173,41 +173,30 @@ func (c *Conn) flushLocked(ctx context.Context) error {
 // and releases the queue. A failed write is sticky and closes the
 // connection: the peer may have received part of a frame.
 func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
-	var deadline time.Time
-	if ctx != nil {
-		deadline, _ = ctx.Deadline()
-	}
-	if deadline.IsZero() && c.cfg.writeTimeout > 0 {
-		deadline = time.Now().Add(c.cfg.writeTimeout)
-	}
 	// ctx bounds this write and nothing after it (deadline.go).
 	if ctx == c.ownCtx {
 		ctx = nil
 	}
-	c.writeCtx.begin(ctx)
-	c.t.SetWriteDeadline(deadline)
+	var n int64
 	var err error
-	if ctx != nil {
-		err = ctx.Err()
+	if ctx == nil || ctx.Err() == nil {
+		// What the socket takes at once needs no deadline: only a write
+		// that would wait arms one.
+		n = c.wvec.writeNow(c.t, head, tail)
+		head, tail = skipBytes(head, tail, n)
 	}
-	if err == nil {
-		var n int64
-		if tail == nil {
-			var k int
-			k, err = c.t.Write(head)
-			n = int64(k)
-		} else {
-			n, err = c.wvec.writeTo(c.t, head, tail)
-		}
-		c.bytesOut.Add(uint64(n))
+	if len(head)+len(tail) > 0 || (ctx != nil && ctx.Err() != nil) {
+		var k int64
+		k, err = c.writeWaiting(ctx, head, tail)
+		n += k
 	}
-	c.writeCtx.end()
+	c.bytesOut.Add(uint64(n))
 	putWriteBuffer(c.wbuf)
 	c.wbuf = nil
 	if err != nil {
 		switch {
-		case ctx != nil && ctx.Err() != nil && (isTimeout(err) || err == ctx.Err()):
-			err = ctx.Err()
+		case ctx != nil && contextEnded(ctx) != nil && (isTimeout(err) || err == ctx.Err()):
+			err = contextEnded(ctx)
 		case c.isClosed():
 			err = fmt.Errorf("%w: %w", ErrClosed, err)
 		case isTimeout(err):
@@ -217,6 +206,49 @@ func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 		c.CloseNow()
 	}
 	return err
+}
+
+// contextEnded returns ctx's error, or context.DeadlineExceeded once ctx's
+// deadline has passed: the transport's deadline, set from ctx's, can fire
+// before ctx's own timer does, and the write must still report ctx's end.
+func contextEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// writeWaiting writes head and then tail through the transport, waiting
+// at most until ctx's deadline or the WriteTimeout, and interrupted when
+// ctx ends.
+func (c *Conn) writeWaiting(ctx context.Context, head, tail []byte) (int64, error) {
+	var deadline time.Time
+	if ctx != nil {
+		deadline, _ = ctx.Deadline()
+	}
+	if deadline.IsZero() && c.cfg.writeTimeout > 0 {
+		deadline = time.Now().Add(c.cfg.writeTimeout)
+	}
+	c.writeCtx.begin(ctx)
+	defer c.writeCtx.end()
+	c.t.SetWriteDeadline(deadline)
+	if ctx != nil {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+	}
+	switch {
+	case len(tail) == 0:
+		k, err := c.t.Write(head)
+		return int64(k), err
+	case len(head) == 0:
+		k, err := c.t.Write(tail)
+		return int64(k), err
+	}
+	return c.wvec.writeTo(c.t, head, tail)
 }
 
 // writeControl writes a ping or pong at once, between the frames of a

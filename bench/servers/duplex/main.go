@@ -1,8 +1,12 @@
 // Command duplex is our own benchmark server, written as the design notes'
-// smallest use: websocket.Open in a net/http handler, a loop that Reads a
-// whole message, sends it back (buffered) and Flushes. Broadcast gives every
-// connection a buffered channel drained by a writer goroutine that sends all
-// it finds queued and then Flushes once ("many sends, one syscall").
+// smallest use: websocket.Open in a net/http handler, a loop that reads a
+// whole message with ReadInto (reusing its buffer, as the README's echo
+// does), sends it back (buffered) and Flushes when no further message has
+// arrived already (MessageReady). Broadcast frames each message
+// once (NewPreparedMessage, as the package doc advises for fan-out) and gives
+// every connection a buffered channel drained by a writer goroutine that
+// sends all it finds queued (SendPrepared) and then Flushes once ("many
+// sends, one syscall").
 //
 // Compression: Duplex accepts permessage-deflate by default; here it is off
 // unless the harness asks (-compress), like the peers. With -compress the
@@ -31,7 +35,9 @@ var features = srvkit.Features{Compression: true, Variants: []string{"accept", "
 
 func main() { srvkit.Main(start, features) }
 
-type subscriber struct{ msgs chan websocket.Message }
+type subscriber struct {
+	msgs chan *websocket.PreparedMessage
+}
 
 func start(cfg srvkit.Config) (*srvkit.Server, error) {
 	compression := &websocket.CompressionOptions{Disabled: true}
@@ -79,13 +85,18 @@ func start(cfg srvkit.Config) (*srvkit.Server, error) {
 }
 
 func echo(ctx context.Context, c *websocket.Conn) error {
+	var buf []byte // reused for every message, as the README's echo does
 	for {
-		msg, err := c.Read(ctx)
+		msg, err := c.ReadInto(ctx, buf)
 		if err != nil {
 			return err
 		}
+		buf = msg.Data
 		if err := send(c, msg); err != nil {
 			return err
+		}
+		if c.MessageReady() { // as the README's echo: one write for what arrived together
+			continue
 		}
 		if err := c.Flush(); err != nil {
 			return err
@@ -101,14 +112,14 @@ func send(c *websocket.Conn, msg websocket.Message) error {
 }
 
 func broadcast(ctx context.Context, c *websocket.Conn, room *srvkit.Room[*subscriber]) error {
-	s := &subscriber{msgs: make(chan websocket.Message, 256)}
+	s := &subscriber{msgs: make(chan *websocket.PreparedMessage, 256)}
 	done := make(chan struct{})
 	go func() { // the subscriber's writer
 		defer close(done)
-		for m := range s.msgs {
-			err := send(c, m)
+		for pm := range s.msgs {
+			err := c.SendPrepared(pm)
 			for more := len(s.msgs); err == nil && more > 0; more-- {
-				err = send(c, <-s.msgs)
+				err = c.SendPrepared(<-s.msgs)
 			}
 			if err == nil {
 				err = c.Flush()
@@ -127,12 +138,17 @@ func broadcast(ctx context.Context, c *websocket.Conn, room *srvkit.Room[*subscr
 		close(s.msgs)
 		<-done
 	}()
+	var buf []byte
 	for {
-		msg, err := c.Read(ctx)
+		msg, err := c.ReadInto(ctx, buf)
 		if err != nil {
 			return err
 		}
-		room.Each(func(m *subscriber) { m.msgs <- msg })
+		buf = msg.Data
+		// Framed once for every subscriber, as the package doc advises
+		// for fan-out; it copies msg.Data, so buf can be reused.
+		pm := websocket.NewPreparedMessage(msg.Type, msg.Data)
+		room.Each(func(m *subscriber) { m.msgs <- pm })
 	}
 }
 

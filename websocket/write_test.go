@@ -1,0 +1,105 @@
+package websocket
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// Writes over a socket go out without the poller and without a deadline
+// when the socket takes them at once (writev.go); only a write that would
+// wait arms the WriteTimeout. These tests hold a socket's buffers small, so
+// that a large message must wait for its reader.
+
+// smallBufferPair is pipePair with a small send buffer on the server's
+// socket and its WriteTimeout set: a 1 MiB message cannot be written
+// without waiting for the client to read.
+func smallBufferPair(t *testing.T, writeTimeout time.Duration) (client, server *Conn) {
+	cc, sc := tcpPair(t)
+	if err := sc.SetWriteBuffer(4 << 10); err != nil {
+		t.Fatal(err)
+	}
+	client = newConn(connConfig{t: newSocketTransport(cc), client: true, opts: &Options{ReadLimit: -1}})
+	server = newConn(connConfig{t: newSocketTransport(sc), opts: &Options{WriteTimeout: writeTimeout}})
+	t.Cleanup(func() { client.CloseNow(); server.CloseNow() })
+	return client, server
+}
+
+// TestWriteTimeoutWhenPeerStopsReading: a write that has to wait is bounded
+// by the WriteTimeout although the writes before it armed no deadline.
+func TestWriteTimeoutWhenPeerStopsReading(t *testing.T) {
+	_, server := smallBufferPair(t, 100*time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		p := make([]byte, 1<<20)
+		for {
+			if err := server.SendBinary(p); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if !isTimeout(errors.Unwrap(err)) {
+			t.Fatalf("the write failed with %v, want a timeout", err)
+		}
+	case <-time.After(ioTimeoutInternal):
+		t.Fatal("a write to a peer that reads nothing never timed out")
+	}
+}
+
+// TestWriteAfterDeadlinePassed: the deadline a waiting write armed stays on
+// the socket after it; once it has passed, a later write that the socket
+// takes at once must not fail on it.
+func TestWriteAfterDeadlinePassed(t *testing.T) {
+	const timeout = time.Second
+	client, server := smallBufferPair(t, timeout)
+	ctx := testCtx(t)
+	big := bytes.Repeat([]byte("b"), 1<<20)
+	sent := make(chan error, 1)
+	go func() { sent <- server.SendBinary(big) }()
+	time.Sleep(100 * time.Millisecond) // the client reads nothing yet: the write waits, under a deadline
+	msg, err := client.Read(ctx)
+	if err != nil || !bytes.Equal(msg.Data, big) {
+		t.Fatalf("the large message: %d bytes, %v", len(msg.Data), err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(timeout + 200*time.Millisecond) // the armed deadline passes
+	if err := server.SendText([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if err := server.Flush(); err != nil {
+		t.Fatalf("a write after the last deadline passed failed: %v", err)
+	}
+	if msg, err := client.Read(ctx); err != nil || string(msg.Data) != "after" {
+		t.Fatalf("got %q, %v; want %q", msg.Data, err, "after")
+	}
+}
+
+// TestWriteContextEndsWaitingWrite: a Write whose context ends while it
+// waits for the peer returns the context's error, over a socket as over
+// the other transports.
+func TestWriteContextEndsWaitingWrite(t *testing.T) {
+	_, server := smallBufferPair(t, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- server.Write(ctx, MessageBinary, make([]byte, 4<<20)) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("the write ended with %v, want %v", err, context.DeadlineExceeded)
+		}
+	case <-time.After(ioTimeoutInternal):
+		t.Fatal("a write whose context ended kept waiting")
+	}
+}
+
+// ioTimeoutInternal bounds a wait in these tests, against a hang: far
+// above what any of them takes.
+const ioTimeoutInternal = 10 * time.Second
