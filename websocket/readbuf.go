@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"errors"
 	"io"
 	"os"
 	"sync/atomic"
@@ -32,6 +33,11 @@ type readBuffer struct {
 	r, w     int
 	lastFull bool // the last read filled the buffer: more is likely waiting
 
+	// nonblocking is the event loop's mode (events.go): fill never waits
+	// but returns errWouldBlock, so that the parser sees only the bytes
+	// the loop buffered, and the loop reads the socket with readAvailable.
+	nonblocking bool
+
 	// read counts the bytes taken from the stream, for Conn.Stats: added
 	// to by the reading goroutine alone, read by any.
 	read atomic.Uint64
@@ -56,8 +62,15 @@ func (b *readBuffer) setSource(src io.Reader) {
 	b.small = make([]byte, smallReadSize)
 }
 
+// errWouldBlock is what fill returns in the nonblocking mode: the parser
+// has reached the end of what was buffered for it.
+var errWouldBlock = errors.New("websocket: no more input buffered")
+
 // fill reads at least one more byte from src.
 func (b *readBuffer) fill() error {
+	if b.nonblocking {
+		return errWouldBlock
+	}
 	if b.raw != nil {
 		return b.fillSocket()
 	}
@@ -122,7 +135,9 @@ func (b *readBuffer) releaseIdle() {
 
 func (b *readBuffer) releaseBig() {
 	if b.big != nil {
-		readBufferPool.Put(b.big)
+		if len(*b.big) == readBufferSize { // not one grown by readAvailable
+			readBufferPool.Put(b.big)
+		}
 		b.big = nil
 	}
 }
@@ -163,7 +178,8 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 				b.buf = b.small
 				b.releaseBig()
 			}
-			return false // wait until readable
+			// The event loop waits in its own poller, not this one.
+			return b.nonblocking
 		case err != nil:
 			b.rawErr = os.NewSyscallError("read", err)
 		case n == 0:
@@ -174,6 +190,38 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// readAvailable is the event loop's read: it reads what the socket holds
+// now, without waiting, into a buffer big enough for need bytes from the
+// read position (a pooled one up to readBufferSize, a buffer of its own
+// past that: the loop hands the parser whole messages only, so a message
+// bigger than the pooled buffer is gathered whole first). It reads once: a
+// read that does not fill the buffer has drained the socket, and the loop's
+// poller reports whatever comes next. It reports whether the read filled the
+// buffer (more may be waiting), and io.EOF when the peer has closed.
+func (b *readBuffer) readAvailable(need int) (full bool, err error) {
+	if b.r == b.w {
+		b.r, b.w = 0, 0
+	} else if b.r > 0 {
+		b.w = copy(b.buf, b.buf[b.r:b.w])
+		b.r = 0
+	}
+	if b.big != nil && b.w == len(b.buf) {
+		need = max(need, 2*len(b.buf)) // never read into no room: that reads as EOF
+	}
+	if need > readBufferSize && need > len(b.buf) {
+		grown := make([]byte, max(need, 2*len(b.buf)))
+		b.w = copy(grown, b.buf[:b.w])
+		b.releaseBig()
+		b.big, b.buf = &grown, grown
+	}
+	b.rawErr = nil
+	w := b.w
+	if err := b.raw.Read(b.rawRead); err != nil {
+		return false, err
+	}
+	return b.w > w && b.w == len(b.buf), b.rawErr
 }
 
 // preload makes p, bytes that arrived with the handshake, the first ones

@@ -1,0 +1,203 @@
+//go:build linux
+
+package websocket
+
+import (
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+// The event loop (AcceptEvents over a plain socket): a few pollers, epoll
+// instances made when the first connection comes (GOMAXPROCS of them),
+// each watched by a goroutine that runs while it has connections. A
+// connection is in one poller with EPOLLONESHOT, level-triggered: once it
+// is reported readable it is not reported again until the worker that
+// serves it (eventworkers.go) has read what was there and re-armed it, and
+// re-arming reports at once what came meanwhile. So one worker at a time
+// serves a connection and nothing is lost between turns, with no
+// per-connection flag to race on. Go's runtime poller keeps the socket
+// too: writes block there, as on any Conn.
+
+// loopEvents is what a connection waits for: data, or the peer's FIN.
+const loopEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
+
+// loopState is a connection's registration in its poller. p and id are
+// set under the eventsState's lock before the connection is first served;
+// the rest belongs to the goroutine serving it.
+type loopState struct {
+	p     *poller
+	id    uint64 // the epoll data of the connection: its key in p.conns
+	added bool   // EPOLL_CTL_ADD done: re-arming is EPOLL_CTL_MOD
+	armFn func(fd uintptr)
+	err   error
+}
+
+type poller struct {
+	epfd int
+	wake [2]int // a pipe, in the epoll set with id 0: wakes run so that it can end
+
+	mu      sync.Mutex
+	conns   map[uint64]*Conn
+	lastID  uint64
+	running bool
+}
+
+var pollers struct {
+	once sync.Once
+	list []*poller
+	next atomic.Uint32
+}
+
+// startLoop puts c in a poller, and has it served once at once: bytes may
+// have come with the handshake, and the first turn arms it.
+func startLoop(c *Conn) bool {
+	p := pickPoller()
+	if p == nil {
+		return false
+	}
+	c.readSem <- struct{}{} // the loop is the connection's only reader for good
+	c.rb.nonblocking = true
+	st := c.ev
+	st.loop.armFn = st.loop.armFd
+	st.mu.Lock()
+	st.loop.p = p
+	st.loop.id = p.add(c)
+	st.mu.Unlock()
+	st.onLoop.Store(true)
+	eventWorkers.submit(c) // busy since newEventsState
+	return true
+}
+
+func pickPoller() *poller {
+	pollers.once.Do(func() {
+		for range runtime.GOMAXPROCS(0) {
+			p, err := newPoller()
+			if err != nil {
+				return // the connections that find none are served by goroutines
+			}
+			pollers.list = append(pollers.list, p)
+		}
+	})
+	if len(pollers.list) == 0 {
+		return nil
+	}
+	return pollers.list[int(pollers.next.Add(1))%len(pollers.list)]
+}
+
+func newPoller() (*poller, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	p := &poller{epfd: epfd}
+	if err := syscall.Pipe2(p.wake[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		syscall.Close(epfd)
+		return nil, os.NewSyscallError("pipe2", err)
+	}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN}
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p.wake[0], &ev); err != nil {
+		syscall.Close(epfd)
+		syscall.Close(p.wake[0])
+		syscall.Close(p.wake[1])
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	return p, nil
+}
+
+// add registers c and returns its id, starting the goroutine if it was
+// not running.
+func (p *poller) add(c *Conn) uint64 {
+	p.mu.Lock()
+	p.lastID++
+	id := p.lastID
+	if p.conns == nil {
+		p.conns = make(map[uint64]*Conn)
+	}
+	p.conns[id] = c
+	start := !p.running
+	p.running = true
+	p.mu.Unlock()
+	if start {
+		go p.run()
+	}
+	return id
+}
+
+// remove forgets a connection that closed; closing the socket took it out
+// of the epoll set. With the last one gone, the goroutine is woken to end.
+func (l *loopState) remove() {
+	if l.p == nil {
+		return
+	}
+	p := l.p
+	p.mu.Lock()
+	delete(p.conns, l.id)
+	wake := len(p.conns) == 0 && p.running
+	p.mu.Unlock()
+	l.p = nil
+	if wake {
+		syscall.Write(p.wake[1], []byte{0})
+	}
+}
+
+// arm has the poller report c once more when it is readable. It is done
+// through the socket's RawConn, which keeps the descriptor from being
+// closed (and its number reused) meanwhile.
+func (l *loopState) arm(c *Conn) {
+	l.err = nil
+	if err := c.rb.raw.Control(l.armFn); err != nil || l.err != nil {
+		c.CloseNow() // closed meanwhile; or the poller refused it, which would leave it unread
+	}
+}
+
+func (l *loopState) armFd(fd uintptr) {
+	op := syscall.EPOLL_CTL_MOD
+	if !l.added {
+		op = syscall.EPOLL_CTL_ADD
+	}
+	ev := syscall.EpollEvent{Events: loopEvents, Fd: int32(uint32(l.id)), Pad: int32(uint32(l.id >> 32))}
+	if err := syscall.EpollCtl(l.p.epfd, op, int(fd), &ev); err != nil {
+		l.err = err
+		return
+	}
+	l.added = true
+}
+
+// run waits for readable connections and hands them to the workers. It ends
+// when the poller has no connection left.
+func (p *poller) run() {
+	events := make([]syscall.EpollEvent, 128)
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			panic(os.NewSyscallError("epoll_wait", err)) // only a broken epoll descriptor fails
+		}
+		for _, e := range events[:n] {
+			id := uint64(uint32(e.Fd)) | uint64(uint32(e.Pad))<<32
+			if id == 0 {
+				var buf [64]byte
+				syscall.Read(p.wake[0], buf[:])
+				p.mu.Lock()
+				if len(p.conns) == 0 {
+					p.running = false
+					p.mu.Unlock()
+					return
+				}
+				p.mu.Unlock()
+				continue
+			}
+			p.mu.Lock()
+			c := p.conns[id]
+			p.mu.Unlock()
+			if c != nil {
+				c.schedule()
+			}
+		}
+	}
+}
