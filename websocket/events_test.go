@@ -258,3 +258,35 @@ func TestEventsCallbackError(t *testing.T) {
 		}
 	}
 }
+
+// TestEventsOverTLS: a connection the event loop cannot take (TLS hides the
+// socket's bytes) gets a reading goroutine with the same callbacks, and the
+// same close handling.
+func TestEventsOverTLS(t *testing.T) {
+	checkNoLeaks(t)
+	ctx := wsTestCtx(t)
+	closed := make(chan error, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		websocket.AcceptEvents(w, r, nil, websocket.Events{
+			OnMessage: echoEvent,
+			OnClose:   func(c *websocket.Conn, err error) { closed <- err },
+		})
+	}))
+	defer srv.Close()
+	c := wsDial(t, "wss"+strings.TrimPrefix(srv.URL, "https"), &websocket.DialOptions{HTTPClient: srv.Client()})
+	for _, m := range []string{"one", "two"} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := c.Read(ctx); err != nil || string(got.Data) != m {
+			t.Fatalf("echo of %q: %q, %v", m, got.Data, err)
+		}
+	}
+	if err := c.Close(websocket.StatusGoingAway, ""); err != nil {
+		t.Fatal(err)
+	}
+	var ce *websocket.CloseError
+	if err := recv(t, ctx, closed); !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway || !ce.Remote {
+		t.Fatalf("OnClose got %v; want the peer's 1001", err)
+	}
+}

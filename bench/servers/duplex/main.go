@@ -10,6 +10,10 @@
 // the load generator sends binary messages. -variant nocontext adds
 // NoContextTakeover (the deflate-idle scenario's second Duplex column).
 //
+// -variant events (echo) serves each connection with AcceptEvents: echoEvent
+// runs from the event loop's workers, and an idle connection has no
+// goroutine.
+//
 // -variant prepared (broadcast only) is the raw prepared-message loop, the
 // hub-broadcast scenario's baseline for package hub: the publisher's reading
 // goroutine frames each message once with NewPreparedMessage and writes it
@@ -73,6 +77,10 @@ func start(cfg srvkit.Config) (*srvkit.Server, error) {
 			}()
 			return
 		}
+		if cfg.Variant == "events" { // AcceptEvents: no goroutine while idle (Linux event loop)
+			_, _ = websocket.AcceptEvents(w, r, opts, websocket.Events{OnMessage: echoEvent})
+			return
+		}
 		_ = websocket.Open(w, r, opts, echo)
 	})
 	return srvkit.ServeHTTP(cfg, mux)
@@ -91,6 +99,16 @@ func echo(ctx context.Context, c *websocket.Conn) error {
 			return err
 		}
 	}
+}
+
+// echoEvent is echo's body for -variant events: OnMessage sends the message
+// back and flushes; msg.Data is copied into the write buffer before it
+// returns.
+func echoEvent(c *websocket.Conn, msg websocket.Message) error {
+	if err := send(c, msg); err != nil {
+		return err
+	}
+	return c.Flush()
 }
 
 func send(c *websocket.Conn, msg websocket.Message) error {
