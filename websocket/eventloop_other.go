@@ -9,5 +9,4 @@ type loopState struct{}
 
 func startLoop(c *Conn) bool { return false }
 
-func (loopState) remove()   {}
-func (loopState) arm(*Conn) {}
+func (loopState) remove() {}

@@ -256,8 +256,8 @@ func (c *Conn) endCause() *CloseError {
 	return &CloseError{Code: StatusAbnormalClosure, Reason: "connection closed"}
 }
 
-// serveReady reads what the socket holds and parses it, until the socket
-// has no more, then waits for the poller again. It reports whether it
+// serveReady reads what the socket holds and parses it, until a read comes
+// back short (the socket was drained), then waits for the poller again. It reports whether it
 // handed the end of the connection to a goroutine of its own.
 func (c *Conn) serveReady() (handedOff bool) {
 	need := 0
@@ -279,7 +279,6 @@ func (c *Conn) serveReady() (handedOff bool) {
 		}
 	}
 	c.rb.releaseIdle()
-	c.ev.loop.arm(c)
 	return false
 }
 
