@@ -207,7 +207,7 @@ func (p *poller) run() {
 			c := p.conns[id]
 			p.mu.Unlock()
 			if c != nil {
-				c.schedule()
+				c.schedule(e.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0)
 			}
 		}
 	}

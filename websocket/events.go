@@ -111,6 +111,7 @@ type eventsState struct {
 	busy     bool
 	again    bool
 	ended    bool // the connection closed (CloseNow)
+	hup      bool // the poller reported the peer's FIN (or an error)
 	notified bool // OnClose was called
 	timer    *time.Timer
 
@@ -171,15 +172,17 @@ func (st *eventsState) connClosed(c *Conn) {
 	st.ended = true
 	st.mu.Unlock()
 	if st.onLoop.Load() {
-		c.schedule()
+		c.schedule(false)
 	}
 }
 
 // schedule has a worker serve c, unless one serves it already; then that
-// one looks again before it stops.
-func (c *Conn) schedule() {
+// one looks again before it stops. hup: the poller saw the peer's FIN or
+// an error.
+func (c *Conn) schedule(hup bool) {
 	st := c.ev
 	st.mu.Lock()
+	st.hup = st.hup || hup
 	if st.busy {
 		st.again = true
 		st.mu.Unlock()
@@ -261,8 +264,11 @@ func (c *Conn) endCause() *CloseError {
 // handed the end of the connection to a goroutine of its own.
 func (c *Conn) serveReady() (handedOff bool) {
 	need := 0
+	c.ev.mu.Lock()
+	hup := c.ev.hup
+	c.ev.mu.Unlock()
 	for {
-		full, rerr := c.rb.readAvailable(need)
+		n, rerr := c.rb.readAvailable(need)
 		var err error
 		need, err = c.parseBuffered()
 		if err == nil && rerr != nil {
@@ -274,7 +280,10 @@ func (c *Conn) serveReady() (handedOff bool) {
 		if err != nil {
 			return c.endServe(err)
 		}
-		if !full {
+		// A short read drained the socket: what comes next is a new edge.
+		// Not so the peer's FIN, reported once with the data before it:
+		// once it was, read on until the end of the stream shows.
+		if n == 0 || c.rb.w < len(c.rb.buf) && !hup {
 			break
 		}
 	}

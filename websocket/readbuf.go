@@ -198,9 +198,9 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 // past that: the loop hands the parser whole messages only, so a message
 // bigger than the pooled buffer is gathered whole first). It reads once: a
 // read that does not fill the buffer has drained the socket, and the loop's
-// poller reports whatever comes next. It reports whether the read filled the
-// buffer (more may be waiting), and io.EOF when the peer has closed.
-func (b *readBuffer) readAvailable(need int) (full bool, err error) {
+// poller reports whatever comes next. It returns the bytes read (0: none
+// there), and io.EOF when the peer has closed.
+func (b *readBuffer) readAvailable(need int) (n int, err error) {
 	if b.r == b.w {
 		b.r, b.w = 0, 0
 	} else if b.r > 0 {
@@ -219,9 +219,9 @@ func (b *readBuffer) readAvailable(need int) (full bool, err error) {
 	b.rawErr = nil
 	w := b.w
 	if err := b.raw.Read(b.rawRead); err != nil {
-		return false, err
+		return 0, err
 	}
-	return b.w > w && b.w == len(b.buf), b.rawErr
+	return b.w - w, b.rawErr
 }
 
 // preload makes p, bytes that arrived with the handshake, the first ones
