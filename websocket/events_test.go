@@ -290,3 +290,28 @@ func TestEventsOverTLS(t *testing.T) {
 		t.Fatalf("OnClose got %v; want the peer's 1001", err)
 	}
 }
+
+// TestEventsKeepalive: the loop delivers pongs to keepalive as a reading
+// goroutine does: a peer that answers pings stays, one that does not is
+// dropped with keepalive's reason.
+func TestEventsKeepalive(t *testing.T) {
+	checkNoLeaks(t)
+	ctx := wsTestCtx(t)
+	opts := &websocket.AcceptOptions{Options: websocket.Options{PingInterval: 20 * time.Millisecond, PongTimeout: 500 * time.Millisecond}}
+	url, closed := eventsServer(t, opts, echoEvent)
+	answering := wsDial(t, url, nil)
+	alive := answering.CloseRead(ctx) // reads, so it answers pings
+	silent := wsDial(t, url, nil)     // nothing reads it: pings go unanswered
+	err := recv(t, ctx, closed)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "keepalive") {
+		t.Fatalf("OnClose got %v; want keepalive's timeout", err)
+	}
+	time.Sleep(time.Second) // 50 ping intervals, 2 pong timeouts
+	if alive.Err() != nil {
+		t.Fatalf("the connection that answers pings was closed too: %v", context.Cause(alive))
+	}
+	answering.Close(websocket.StatusNormalClosure, "")
+	recv(t, ctx, closed)
+	silent.CloseNow()
+}
