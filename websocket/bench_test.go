@@ -107,7 +107,7 @@ func BenchmarkRoundTripEvents(b *testing.B) {
 				c.SendBinary(msg.Data)
 				return c.Flush()
 			}})
-			server.startEvents()
+			server.startEvents(false)
 			ctx := context.Background()
 			p := make([]byte, n)
 			b.SetBytes(int64(n))

@@ -111,7 +111,8 @@
 // buffer. A message partly in holds its buffer until it is whole. The
 // handshake is Accept's, in any net/http handler; over TLS and HTTP/2, and
 // on other platforms, each connection has a reading goroutine instead,
-// with the same callbacks. What the connection itself costs (the Conn, the
+// with the same callbacks (over HTTP/2 the handler's: AcceptEvents returns
+// when the connection ends). What the connection itself costs (the Conn, the
 // socket) stays: bench/'s idle scenario measures memory per connection for
 // Open, Accept and AcceptEvents (duplex's -variant accept and events).
 //

@@ -29,15 +29,17 @@ type Events struct {
 var errEventsRead = errors.New("websocket: the connection's messages go to its Events (AcceptEvents): Read, Reader and ReadInto are not available")
 
 // AcceptEvents accepts the WebSocket as Accept does and returns once the
-// handshake is done; its messages then go to ev. Read, Reader and ReadInto
+// handshake is done (over HTTP/2, see below); its messages then go to ev. Read, Reader and ReadInto
 // on such a Conn return an error saying so; writing (SendText, Flush, Write,
 // Ping) and closing work as on any Conn.
 //
 // On Linux, a connection over a plain socket (HTTP/1.1 without TLS) waits
 // for its next message in an event loop: it holds no goroutine and no
 // buffer, and a small pool of goroutines, started on demand, runs the
-// callbacks. Over TLS or HTTP/2, and on other platforms, the connection has
-// a reading goroutine that calls the same callbacks. Pings, pongs and close
+// callbacks. Over TLS, and on other platforms, the connection has a reading
+// goroutine that calls the same callbacks. Over HTTP/2, whose stream lives
+// only as long as the handler, that goroutine is the handler's: there
+// AcceptEvents returns when the connection has ended, OnClose called. Pings, pongs and close
 // frames are handled as a reading goroutine handles them; Close waits for
 // the peer's close frame, except when called while an OnMessage of the
 // event loop runs (then the loop finishes the closing handshake, and drops
@@ -53,7 +55,7 @@ func AcceptEvents(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, e
 	if err != nil {
 		return nil, err
 	}
-	c.startEvents()
+	c.startEvents(r.ProtoMajor == 2)
 	return c, nil
 }
 
@@ -90,12 +92,11 @@ func (s *Server) AcceptEvents(w http.ResponseWriter, r *http.Request, ev Events)
 		s.end(c, req, accepted)
 		s.leave()
 	}
-	addErr := s.add(c)
-	c.startEvents()
 	var ce *CloseError
-	if errors.As(addErr, &ce) {
+	if errors.As(s.add(c), &ce) {
 		c.closeWithoutWaiting(ce.Code, ce.Reason) // Shutdown began during the handshake
 	}
+	c.startEvents(r.ProtoMajor == 2)
 	return c, nil
 }
 
@@ -138,12 +139,19 @@ func newEventsState(ev Events) *eventsState {
 }
 
 // startEvents hands an accepted connection to the event loop or, where the
-// loop cannot serve it, to a goroutine of its own.
-func (c *Conn) startEvents() {
-	if c.rb.raw != nil && startLoop(c) {
-		return
+// loop cannot serve it, to a goroutine of its own. An HTTP/2 stream lives
+// only as long as its handler: the handler's goroutine serves it, and
+// returns when it has ended.
+func (c *Conn) startEvents(http2 bool) {
+	switch {
+	case http2:
+		handlerReturned := c.t.boundToHandler()
+		c.serveGoroutine()
+		handlerReturned()
+	case c.rb.raw != nil && startLoop(c):
+	default:
+		go c.serveGoroutine()
 	}
-	go c.serveGoroutine()
 }
 
 // serveGoroutine is the fallback: a reading goroutine that calls the

@@ -315,3 +315,40 @@ func TestEventsKeepalive(t *testing.T) {
 	recv(t, ctx, closed)
 	silent.CloseNow()
 }
+
+// TestEventsOverHTTP2: over HTTP/2 the stream lives only as long as the
+// handler, so AcceptEvents serves it from the handler's goroutine and
+// returns once it has ended.
+func TestEventsOverHTTP2(t *testing.T) {
+	checkNoLeaks(t)
+	ctx := wsTestCtx(t)
+	closed := make(chan error, 1)
+	returned := make(chan struct{}, 1)
+	s := startH2Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		websocket.AcceptEvents(w, r, nil, websocket.Events{
+			OnMessage: echoEvent,
+			OnClose:   func(c *websocket.Conn, err error) { closed <- err },
+		})
+		returned <- struct{}{}
+	}), true)
+	c, resp := dialH2(t, ctx, s.wsURL("/"), &websocket.DialOptions{HTTPClient: s.client()})
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("dialled over HTTP/%d; want 2", resp.ProtoMajor)
+	}
+	for _, m := range []string{"one", "two"} {
+		echoOnce(t, ctx, c, websocket.MessageText, []byte(m))
+	}
+	select {
+	case <-returned:
+		t.Fatal("AcceptEvents returned while its HTTP/2 connection was open")
+	default:
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	var ce *websocket.CloseError
+	if err := recv(t, ctx, closed); !errors.As(err, &ce) || ce.Code != websocket.StatusNormalClosure || !ce.Remote {
+		t.Fatalf("OnClose got %v; want the peer's 1000", err)
+	}
+	recv(t, ctx, returned)
+}
