@@ -190,7 +190,14 @@ func publishUntilSlowConsumer(t *testing.T, ctx context.Context, h *Hub, room st
 		if _, err := h.Publish(ctx, room, data); err != nil {
 			t.Fatal(err)
 		}
+		// Fan-out runs after Publish returns. Unpaced, it can take a burst
+		// of publications at once and overflow the queue between two looks
+		// at it; give each publication a moment to reach the queue, so that
+		// a queue that holds something is seen holding it.
 		st := h.Stats()
+		for wait := time.Now().Add(20 * time.Millisecond); st.QueuedMessages == 0 && st.SlowConsumers == 0 && time.Now().Before(wait); st = h.Stats() {
+			time.Sleep(100 * time.Microsecond)
+		}
 		if check != nil {
 			check(st)
 		}

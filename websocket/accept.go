@@ -83,7 +83,18 @@ func acceptHTTP1(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, su
 		prefix, _ = brw.Reader.Peek(n)
 		prefix = append([]byte(nil), prefix...)
 	}
+	releaseHijackedBuffers(brw)
 	return newSocketTransport(netConn), prefix, nil
+}
+
+// releaseHijackedBuffers drops the buffers of the bufio.ReadWriter that
+// Hijack handed over, which are net/http's own for the connection (4 KiB
+// each). They are the caller's after Hijack, but net/http's goroutine keeps
+// them reachable until the handler returns, which under Open is when the
+// connection ends: emptied here, they are garbage at once.
+func releaseHijackedBuffers(brw *bufio.ReadWriter) {
+	*brw.Reader = bufio.Reader{}
+	*brw.Writer = bufio.Writer{}
 }
 
 func (o *AcceptOptions) handshakeTimeout() time.Duration {

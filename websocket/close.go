@@ -42,14 +42,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	return err
 }
 
-func (c *Conn) peerClosed() bool {
-	select {
-	case <-c.closeRcvd:
-		return true
-	default:
-		return false
-	}
-}
+func (c *Conn) peerClosed() bool { return c.closeRcvd.fired() }
 
 // waitPeerClose waits for the peer's close frame: read by a goroutine in
 // Read, or, when none is reading, read here.
@@ -58,9 +51,9 @@ func (c *Conn) waitPeerClose() error {
 	timer := time.NewTimer(c.cfg.closeTimeout)
 	defer timer.Stop()
 	select {
-	case <-c.closeRcvd:
+	case <-c.closeRcvd.done():
 		return nil
-	case <-c.closed:
+	case <-c.closed.done():
 		return nil // closed under us (CloseNow, a failed read): nothing to wait for
 	case <-timer.C:
 		return errCloseTimeout

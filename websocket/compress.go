@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"bufio"
 	"bytes"
 	"io"
 	"sync"
@@ -30,8 +31,9 @@ type deflater struct {
 	out      sliceWriter
 	outBuf   *[]byte // the pooled buffer behind out, held while a message is sent
 
-	recvHist []byte // with context takeover: the end of what was inflated
-	fr       io.ReadCloser
+	recvHist []byte        // with context takeover: the end of what was inflated
+	inf      *inflater     // held while a compressed message is read
+	fr       io.ReadCloser // inf's decompressor
 	raw      rawPayload
 }
 
@@ -94,7 +96,11 @@ func putFlateWriter(level, windowBits int, fw *flate.Writer) {
 	if windowBits < 15 {
 		level = 0
 	}
-	fw.Reset(io.Discard)
+	// ResetDict, not Reset: a Writer remembers the dictionary it was last
+	// given and Reset primes it with that again, which would index the
+	// history a second time per message and keep the connection's history
+	// reachable from the pool.
+	fw.ResetDict(io.Discard, nil)
 	flateWriterPools[level][windowBits].Put(fw)
 }
 
@@ -184,28 +190,61 @@ func (d *deflater) releaseOut() {
 }
 
 // appendHistory appends p to the sliding window hist, keeping its last size
-// bytes. The slice never holds more than twice size.
+// bytes. The slice never holds more than size.
 func appendHistory(hist, p []byte, size int) []byte {
 	if len(p) >= size {
-		if cap(hist) < size {
-			hist = make([]byte, 0, size)
-		}
+		hist = growHistory(hist, size, size)
 		return append(hist[:0], p[len(p)-size:]...)
 	}
 	if len(hist)+len(p) > size {
 		drop := len(hist) + len(p) - size
 		hist = hist[:copy(hist, hist[drop:])]
 	}
-	if cap(hist) == 0 {
-		hist = make([]byte, 0, size)
-	}
-	return append(hist, p...)
+	return append(growHistory(hist, len(hist)+len(p), size), p...)
 }
 
-// Decompressors are pooled; one is held only while a message is read.
-var flateReaderPool sync.Pool
+// growHistory gives hist room for need bytes. It grows by doubling up to
+// size rather than taking the whole window at once: a connection that has
+// sent a few small messages keeps a few hundred bytes of history, not the
+// window's 8 or 32 KiB, and a busy one reaches the window in a handful of
+// steps.
+func growHistory(hist []byte, need, size int) []byte {
+	if cap(hist) >= need {
+		return hist
+	}
+	grown := make([]byte, len(hist), min(size, max(need, 2*cap(hist), minHistory)))
+	copy(grown, hist)
+	return grown
+}
 
-// eofReader parks a pooled decompressor without a reference to a connection.
+// minHistory is the first allocation of a history.
+const minHistory = 512
+
+// inflater is a decompressor and the buffer it reads the raw payload
+// through. They are pooled together; one is held only while a message is
+// read.
+//
+// The decompressor reads its input a byte at a time. Given a *bufio.Reader
+// it takes its specialised path, where each byte is a direct call on a
+// concrete type; given any other io.ByteReader (rawPayload itself, say) it
+// calls ReadByte through an interface, and a byte then costs a dynamic call
+// plus the frame bookkeeping and unmasking of one byte, about a quarter of
+// the time spent inflating. The bufio.Reader instead takes the payload in
+// chunks through rawPayload.Read, which unmasks a chunk at once.
+type inflater struct {
+	fr  io.ReadCloser
+	src *bufio.Reader
+}
+
+// inflateChunk is how much raw payload the inflater takes at a time.
+const inflateChunk = 4 << 10
+
+var inflaterPool = sync.Pool{New: func() any {
+	src := bufio.NewReaderSize(eofReader, inflateChunk)
+	return &inflater{fr: flate.NewReader(src), src: src}
+}}
+
+// eofReader parks a pooled inflater without a reference to a connection.
 var eofReader = bytes.NewReader(nil)
 
 // startInflate prepares to read the compressed message that just began.
@@ -215,26 +254,24 @@ func (d *deflater) startInflate(c *Conn) {
 	if !d.params.recvNoTakeover {
 		dict = d.recvHist
 	}
-	if fr, ok := flateReaderPool.Get().(io.ReadCloser); ok {
-		fr.(flate.Resetter).Reset(&d.raw, dict)
-		d.fr = fr
-		return
-	}
-	d.fr = flate.NewReaderDict(&d.raw, dict)
+	d.inf = inflaterPool.Get().(*inflater)
+	d.inf.src.Reset(&d.raw)
+	d.inf.fr.(flate.Resetter).Reset(d.inf.src, dict)
+	d.fr = d.inf.fr
 }
 
 // finishInflate returns the decompressor once the message was read whole.
 func (d *deflater) finishInflate() {
-	if d.fr != nil {
-		d.fr.(flate.Resetter).Reset(eofReader, nil)
-		flateReaderPool.Put(d.fr)
-		d.fr = nil
+	if d.inf != nil {
+		d.inf.src.Reset(eofReader)
+		d.inf.fr.(flate.Resetter).Reset(d.inf.src, nil)
+		inflaterPool.Put(d.inf)
+		d.inf, d.fr = nil, nil
 	}
 }
 
 // rawPayload reads the compressed payload of the current message across
-// its frames, unmasked, followed by inflateTail. It is an io.ByteReader so
-// that the decompressor reads it directly, without a buffer of its own.
+// its frames, unmasked, followed by inflateTail.
 type rawPayload struct {
 	c    *Conn
 	tail int   // bytes of inflateTail served
@@ -264,30 +301,6 @@ func (r *rawPayload) next() (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-func (r *rawPayload) ReadByte() (byte, error) {
-	ok, err := r.next()
-	if err != nil {
-		return 0, err
-	}
-	if !ok {
-		if r.tail == len(inflateTail) {
-			return 0, io.EOF
-		}
-		r.tail++
-		return inflateTail[r.tail-1], nil
-	}
-	c := r.c
-	b := c.rb.buf[c.rb.r]
-	c.rb.consume(1)
-	if c.rs.masked {
-		b ^= byte(c.rs.key)
-		c.rs.key = c.rs.key>>8 | c.rs.key<<24
-	}
-	c.rs.remaining--
-	c.rs.size++
-	return b, nil
 }
 
 func (r *rawPayload) Read(p []byte) (int, error) {

@@ -393,3 +393,31 @@ func TestDeflateBomb(t *testing.T) {
 }
 
 func newTestRand() *rand.Rand { return rand.New(rand.NewPCG(5, 6)) }
+
+// TestAppendHistory checks the sliding window against a plain slice: the
+// last size bytes are kept, the slice never holds more than size, and a
+// history of a few small messages stays small (an idle connection with
+// context takeover keeps it).
+func TestAppendHistory(t *testing.T) {
+	const size = 1 << 13
+	rng := newTestRand()
+	var hist, ref []byte
+	for i := range 500 {
+		p := chatLike(rng, rng.IntN(3*size/2)+1)
+		if i < 3 {
+			p = p[:200]
+		}
+		hist = appendHistory(hist, p, size)
+		ref = append(ref, p...)
+		ref = ref[max(0, len(ref)-size):]
+		if !bytes.Equal(hist, ref) {
+			t.Fatalf("after %d messages the history differs from the last %d bytes sent", i+1, size)
+		}
+		if cap(hist) > size {
+			t.Fatalf("after %d messages the history holds %d bytes, more than the window's %d", i+1, cap(hist), size)
+		}
+		if i == 2 && cap(hist) > 1024 {
+			t.Fatalf("3 messages of 200 bytes take a history of %d bytes", cap(hist))
+		}
+	}
+}

@@ -48,10 +48,10 @@ type Conn struct {
 	bytesOut  atomic.Uint64 // bytes the transport took
 
 	// Closing.
-	closeRcvd     chan struct{} // closed when the peer's close frame was read
-	peerClose     *CloseError   // set before closeRcvd is closed
+	closeRcvd     signal      // fired when the peer's close frame was read
+	peerClose     *CloseError // set before closeRcvd fires
 	closeRcvdOnce sync.Once
-	closed        chan struct{} // closed when the transport is closed
+	closed        signal // fired when the transport is closed
 	closeOnce     sync.Once
 	closeCause    atomic.Pointer[CloseError] // why the connection was dropped, when it was (keepalive)
 	closeSentCode atomic.Int32               // of the close frame sent, once it was written
@@ -64,10 +64,8 @@ type Conn struct {
 
 	writeCtx deadlineWatcher // interrupts a write when its context ends
 
-	pingMu  sync.Mutex
-	pings   map[uint64]chan struct{}
-	pingSeq uint64
-	alive   keepaliveState // ping.go
+	pings atomic.Pointer[pingWaiters] // made by the first Ping (ping.go)
+	alive *keepaliveState             // with keepalive only (keepalive.go)
 }
 
 // connConfig is everything a Conn is made of, complete before the Conn
@@ -100,16 +98,14 @@ func newConn(cfg connConfig) *Conn {
 		ev:          cfg.events,
 		readSem:     make(chan struct{}, 1),
 		msgSem:      make(chan struct{}, 1),
-		closeRcvd:   make(chan struct{}),
-		closed:      make(chan struct{}),
 	}
 	c.readLimit.Store(c.cfg.readLimit)
 	c.writeCtx.set = cfg.t.SetWriteDeadline
 	c.rb.setSource(cfg.t)
 	c.rb.preload(cfg.prefix)
-	c.alive.index = -1
 	// Only now may anything else see the connection.
 	if c.cfg.pingInterval > 0 {
+		c.alive = &keepaliveState{index: -1}
 		keepalives.add(c)
 	}
 	return c
@@ -136,7 +132,7 @@ func (c *Conn) CloseNow() error {
 	err := ErrClosed
 	c.closeOnce.Do(func() {
 		err = c.t.Close()
-		close(c.closed)
+		c.closed.fire()
 		if c.cfg.pingInterval > 0 {
 			keepalives.remove(c)
 		}
@@ -150,14 +146,7 @@ func (c *Conn) CloseNow() error {
 	return err
 }
 
-func (c *Conn) isClosed() bool {
-	select {
-	case <-c.closed:
-		return true
-	default:
-		return false
-	}
-}
+func (c *Conn) isClosed() bool { return c.closed.fired() }
 
 // lockSem takes a one-slot semaphore, giving up when ctx is done or the
 // connection closes. The fast path costs one channel send.
@@ -172,7 +161,7 @@ func (c *Conn) lockSem(ctx context.Context, sem chan struct{}) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-c.closed:
+	case <-c.closed.done():
 		return ErrClosed
 	}
 }
@@ -193,4 +182,45 @@ func (c *Conn) beginRead(ctx context.Context) error {
 	}
 	c.t.beginRead(ctx)
 	return ctx.Err()
+}
+
+// signal is an event that happens once, with a channel closed when it
+// happens for whoever waits. The channel is made only when someone waits:
+// an idle connection holds none (a channel is 96 bytes, and a connection has
+// two signals).
+type signal struct {
+	ch atomic.Pointer[chan struct{}] // firedChan once fired
+}
+
+// firedChan is every fired signal's channel, closed from the start.
+var firedChan = func() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
+}()
+
+// fire makes the signal happen; it reports false if it already had.
+func (s *signal) fire() bool {
+	old := s.ch.Swap(&firedChan)
+	if old == &firedChan {
+		return false
+	}
+	if old != nil {
+		close(*old)
+	}
+	return true
+}
+
+func (s *signal) fired() bool { return s.ch.Load() == &firedChan }
+
+// done returns a channel that is closed when the signal fires.
+func (s *signal) done() <-chan struct{} {
+	if p := s.ch.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{})
+	if s.ch.CompareAndSwap(nil, &ch) {
+		return ch // fire will close it
+	}
+	return *s.ch.Load() // another waiter's, or firedChan
 }

@@ -336,3 +336,56 @@ func TestWriteErrorIsSticky(t *testing.T) {
 		t.Fatal("write after a failed write succeeded")
 	}
 }
+
+// TestSignal checks the close signals' channel made on demand: every
+// channel handed out before or after the signal fires is closed once it has,
+// whichever order waiters and fire come in, and fire reports only the first.
+func TestSignal(t *testing.T) {
+	isClosed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	for round := range 200 {
+		var s signal
+		chans := make(chan (<-chan struct{}), 64)
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range 8 {
+					chans <- s.done()
+				}
+			}()
+		}
+		if round%2 == 0 {
+			wg.Wait() // all waiters first, then fire
+		}
+		firsts := 0
+		for range 2 {
+			if s.fire() {
+				firsts++
+			}
+		}
+		wg.Wait()
+		close(chans)
+		if firsts != 1 {
+			t.Fatalf("fire reported first %d times, want once", firsts)
+		}
+		if !s.fired() {
+			t.Fatal("the signal does not say it fired")
+		}
+		for ch := range chans {
+			if !isClosed(ch) {
+				t.Fatal("a channel handed out before the signal fired is still open after")
+			}
+		}
+		if !isClosed(s.done()) {
+			t.Fatal("a channel handed out after the signal fired is open")
+		}
+	}
+}

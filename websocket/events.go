@@ -496,7 +496,7 @@ func (c *Conn) closeReadEvents(ctx context.Context) context.Context {
 	done, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	go func() {
 		select {
-		case <-c.closed:
+		case <-c.closed.done():
 			cancel(c.endCause())
 		case <-ctx.Done():
 			cancel(context.Cause(ctx))

@@ -131,7 +131,7 @@ func (s *keepaliveScheduler) run() {
 // the next event. It reports false when the pong is late: the connection
 // is to be failed. The caller holds s.mu.
 func (s *keepaliveScheduler) next(c *Conn, now time.Time) bool {
-	a := &c.alive
+	a := c.alive
 	interval, timeout := c.cfg.pingInterval, c.cfg.pongTimeout
 	if a.awaiting {
 		if !a.pong.Load() {

@@ -3,24 +3,23 @@ package websocket
 import (
 	"context"
 	"encoding/binary"
+	"sync"
 )
 
 // Ping sends a ping and waits for its pong. Pongs are read by Read, so
 // another goroutine must be reading.
 func (c *Conn) Ping(ctx context.Context) error {
-	c.pingMu.Lock()
-	if c.pings == nil {
-		c.pings = make(map[uint64]chan struct{})
-	}
-	c.pingSeq++
-	id := c.pingSeq
+	w := c.pingWaiters()
+	w.mu.Lock()
+	w.seq++
+	id := w.seq
 	pong := make(chan struct{})
-	c.pings[id] = pong
-	c.pingMu.Unlock()
+	w.byID[id] = pong
+	w.mu.Unlock()
 	defer func() {
-		c.pingMu.Lock()
-		delete(c.pings, id)
-		c.pingMu.Unlock()
+		w.mu.Lock()
+		delete(w.byID, id)
+		w.mu.Unlock()
 	}()
 
 	var payload [8]byte
@@ -33,24 +32,44 @@ func (c *Conn) Ping(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-c.closed:
+	case <-c.closed.done():
 		return ErrClosed
 	}
+}
+
+// pingWaiters are the Pings waiting for their pongs, by the id their
+// payload carries. A connection gets them with its first Ping: most never
+// call it, and an idle connection should not pay for it.
+type pingWaiters struct {
+	mu   sync.Mutex
+	byID map[uint64]chan struct{}
+	seq  uint64
+}
+
+func (c *Conn) pingWaiters() *pingWaiters {
+	if w := c.pings.Load(); w != nil {
+		return w
+	}
+	c.pings.CompareAndSwap(nil, &pingWaiters{byID: make(map[uint64]chan struct{})})
+	return c.pings.Load()
 }
 
 // deliverPong tells keepalive the peer is there and wakes the Ping waiting
 // for this pong. A pong that answers no ping (RFC 6455 §5.5.3 allows
 // unsolicited ones) wakes nobody.
 func (c *Conn) deliverPong(payload []byte) {
-	c.alive.pong.Store(true)
-	if len(payload) != 8 {
+	if c.alive != nil {
+		c.alive.pong.Store(true)
+	}
+	w := c.pings.Load()
+	if w == nil || len(payload) != 8 {
 		return
 	}
 	id := binary.BigEndian.Uint64(payload)
-	c.pingMu.Lock()
-	if ch, ok := c.pings[id]; ok {
+	w.mu.Lock()
+	if ch, ok := w.byID[id]; ok {
 		close(ch)
-		delete(c.pings, id)
+		delete(w.byID, id)
 	}
-	c.pingMu.Unlock()
+	w.mu.Unlock()
 }

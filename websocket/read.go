@@ -62,7 +62,17 @@ func (c *Conn) readWhole(ctx context.Context, dst []byte) (Message, error) {
 	if err := c.beginRead(ctx); err != nil {
 		return Message{}, err
 	}
-	msg, err := c.readMessage(dst)
+	// Between messages, wait here rather than deeper down in readMessage:
+	// a goroutine parked this shallow keeps the runtime's smallest stack
+	// (2 KiB), which is most of what an idle connection costs.
+	var err error
+	if c.rb.buffered() == 0 && !c.rs.inMessage {
+		err = c.rb.fill()
+	}
+	var msg Message
+	if err == nil {
+		msg, err = c.readMessage(dst)
+	}
 	if err = c.endRead(ctx, err); err != nil {
 		return Message{}, err
 	}
@@ -611,7 +621,7 @@ func (c *Conn) discard(n int64) error {
 func (c *Conn) recordPeerClose(ce *CloseError) {
 	c.closeRcvdOnce.Do(func() {
 		c.peerClose = ce
-		close(c.closeRcvd)
+		c.closeRcvd.fire()
 		// After closeRcvd: see writeClose.
 		c.closedBy.CompareAndSwap(0, uint32(ClosedByPeer))
 	})

@@ -95,7 +95,7 @@ func (c *Conn) lockMessage(ctx context.Context) error {
 		return nil
 	case <-timeout:
 		return fmt.Errorf("websocket: another message's Writer held the connection for %v", c.cfg.writeTimeout)
-	case <-c.closed:
+	case <-c.closed.done():
 		return ErrClosed
 	}
 }

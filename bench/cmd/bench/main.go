@@ -3,11 +3,12 @@
 // and writes results/REPORT.md, results/results.json and PNG plots.
 //
 //	cd bench && go run ./cmd/bench -short   # the quick run, under 3 minutes
-//	cd bench && go run ./cmd/bench          # the full run, about 30 minutes
+//	cd bench && go run ./cmd/bench          # the full run, about 29 minutes
 //
-// The scenarios: echo throughput, latency and server CPU per message; memory
-// per idle connection; broadcast fan-out to one room; echo with
-// permessage-deflate. Each server runs pinned to one core and the load
+// The scenarios: echo throughput, latency and server CPU per message, with
+// one message in flight and pipelined; memory per idle connection (Duplex in
+// each of its modes); broadcast fan-out to one room; echo with
+// permessage-deflate, mode for mode, and memory with it. Each server runs pinned to one core and the load
 // generator (this binary, "bench loadgen") to another.
 package main
 
@@ -41,7 +42,7 @@ func main() {
 	flag.BoolVar(&o.Short, "short", false, "the quick run (1 round, fewer cells, short windows)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default 3, or 1 with -short)")
 	flag.StringVar(&libs, "libs", "", "comma-separated libraries (default: duplex,gorilla,coder,gws,gobwas,nbio,tcp)")
-	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default: echo,idle,broadcast,deflate; also deflate-idle, hub-broadcast; hub-nats runs alone)")
+	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default: echo,pipelined,idle,broadcast,deflate,deflate-idle; also hub-broadcast; hub-nats runs alone)")
 	flag.StringVar(&conns, "conns", "", "echo connection counts, comma-separated")
 	flag.StringVar(&payloads, "payloads", "", "echo payload sizes in bytes, comma-separated")
 	flag.StringVar(&idle, "idle", "", "idle connection counts, comma-separated")
@@ -49,7 +50,9 @@ func main() {
 	flag.DurationVar(&o.Warmup, "warmup", 0, "warm-up of each run")
 	flag.DurationVar(&o.Duration, "duration", 0, "measured window of each run")
 	flag.IntVar(&o.Depth, "depth", 0, "echo messages in flight per connection (default 1)")
-	var windows string
+	var windows, variants string
+	flag.StringVar(&variants, "duplex-variants", "", "servers/duplex -variant values run in idle beside Open, one curve each, comma-separated, or none (default: accept and events, those servers/duplex lists in -features; none with -short)")
+	flag.IntVar(&o.PipelinedDepth, "pipelined-depth", 0, "pipelined echo: messages in flight per connection (default 16)")
 	flag.StringVar(&windows, "windows", "", "broadcast messages in flight, comma-separated (default 1,4, or 4 with -short)")
 	flag.StringVar(&o.Out, "out", "", "results directory (default results, or results/short with -short)")
 	flag.StringVar(&o.ServerCPU, "server-cpu", "0", "CPUs of the servers (taskset list)")
@@ -71,6 +74,13 @@ func main() {
 	o.Payloads = ints(payloads)
 	o.IdleSteps = ints(idle)
 	o.Windows = ints(windows)
+	switch variants {
+	case "":
+	case "none":
+		o.DuplexVariants = []string{}
+	default:
+		o.DuplexVariants = split(variants)
+	}
 	if o.Out == "" {
 		o.Out = "results"
 		if o.Short {

@@ -2,7 +2,6 @@ package loadgen
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"fmt"
 	"math/rand"
@@ -75,25 +74,6 @@ func clientFrame(b0 byte, payload []byte) []byte {
 func TCPFrame(payload []byte) []byte {
 	f := binary.BigEndian.AppendUint32(nil, uint32(len(payload)))
 	return append(f, payload...)
-}
-
-// Deflate compresses one message the permessage-deflate way: a raw deflate
-// stream ended by a sync flush, without the final 00 00 ff ff.
-func Deflate(p []byte) []byte {
-	var b bytes.Buffer
-	w, _ := flate.NewWriter(&b, flate.DefaultCompression)
-	_, _ = w.Write(p)
-	_ = w.Flush()
-	out := b.Bytes()
-	return bytes.TrimSuffix(out, []byte{0, 0, 0xff, 0xff})
-}
-
-// Inflate reverses Deflate for a message compressed without context.
-func Inflate(p []byte) ([]byte, error) {
-	r := flate.NewReader(bytes.NewReader(append(append([]byte{}, p...), 0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff)))
-	var b bytes.Buffer
-	_, err := b.ReadFrom(r)
-	return b.Bytes(), err
 }
 
 // wsHeaderLen is the length of a frame header whose second byte is b1.

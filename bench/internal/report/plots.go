@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"image/color"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -23,11 +25,26 @@ var palette = map[string]color.RGBA{
 	"hub":     {0x17, 0xa5, 0xb5, 0xff},
 }
 
-func colorOf(lib string) color.Color {
-	if c, ok := palette[lib]; ok {
-		return c
+// colorOf is a series' colour: its library's, lighter for a variant of its
+// server.
+func colorOf(series string) color.Color {
+	lib, variant, _ := strings.Cut(series, " (")
+	c, ok := palette[lib]
+	if !ok {
+		return color.Black
 	}
-	return color.Black
+	if variant != "" {
+		c.R, c.G, c.B = c.R/2+0x7f, c.G/2+0x7f, c.B/2+0x7f
+	}
+	return c
+}
+
+// variantDashes tell apart the curves of a library's server variants,
+// which share its (lighter) colour.
+var variantDashes = [][]vg.Length{
+	{vg.Points(6), vg.Points(3)},
+	{vg.Points(2), vg.Points(2)},
+	{vg.Points(8), vg.Points(2), vg.Points(2), vg.Points(2)},
 }
 
 // plots draws every figure it has data for and returns name -> file name.
@@ -42,21 +59,30 @@ func (a *agg) plots(dir string) (map[string]string, error) {
 		return nil
 	}
 	for _, c := range a.conns(Echo) {
-		p, ok := a.grouped(Echo, c, msgsPerSec, fmt.Sprintf("Echo, %d connections: msgs/s relative to the TCP floor", c), "msgs/s ÷ TCP floor (higher is better)", true)
+		p, ok := a.grouped(Echo, c, msgsPerSec, fmt.Sprintf("Echo, %d connections: msgs/s relative to the TCP floor", c), "msgs/s ÷ TCP floor (higher is better)", a.sameCellFloor(msgsPerSec))
 		if ok {
 			if err := save(fmt.Sprintf("echo-c%d", c), p, 9*vg.Inch); err != nil {
 				return nil, err
 			}
 		}
-		p, ok = a.grouped(Echo, c, cpuPerMsg, fmt.Sprintf("Echo, %d connections: server CPU per message", c), "µs of server CPU per message (lower is better)", false)
+		p, ok = a.grouped(Echo, c, cpuPerMsg, fmt.Sprintf("Echo, %d connections: server CPU per message", c), "µs of server CPU per message (lower is better)", nil)
 		if ok {
 			if err := save(fmt.Sprintf("cpu-c%d", c), p, 9*vg.Inch); err != nil {
 				return nil, err
 			}
 		}
 	}
+	for _, c := range a.conns(Pipelined) {
+		p, ok := a.grouped(Pipelined, c, msgsPerSec, fmt.Sprintf("Pipelined echo (%d in flight), %d connections: msgs/s relative to the TCP floor with one in flight", a.pipelinedDepth(), c),
+			"msgs/s ÷ TCP floor at 1 in flight (higher is better)", a.oneInFlightFloor(msgsPerSec))
+		if ok {
+			if err := save(fmt.Sprintf("pipelined-c%d", c), p, 9*vg.Inch); err != nil {
+				return nil, err
+			}
+		}
+	}
 	for _, c := range a.conns(Deflate) {
-		p, ok := a.grouped(Deflate, c, msgsPerSec, fmt.Sprintf("Echo with permessage-deflate, %d connections", c), "msgs/s (higher is better)", false)
+		p, ok := a.grouped(Deflate, c, msgsPerSec, fmt.Sprintf("Echo with permessage-deflate, %d connections", c), "msgs/s (higher is better)", nil)
 		if ok {
 			if err := save("deflate", p, 7*vg.Inch); err != nil {
 				return nil, err
@@ -70,13 +96,13 @@ func (a *agg) plots(dir string) (map[string]string, error) {
 	}
 	for _, c := range a.cells(Broadcast) {
 		if p, ok := a.broadcastPlot(c); ok {
-			if err := save(fmt.Sprintf("broadcast-w%d", c[1]%1000), p, 7*vg.Inch); err != nil {
+			if err := save(fmt.Sprintf("broadcast-w%d", c.payload%1000), p, 7*vg.Inch); err != nil {
 				return nil, err
 			}
 		}
 	}
 	if cs := a.cells(HubBroadcast); len(cs) > 0 {
-		subs := cs[0][0]
+		subs := cs[0].conns
 		for _, x := range []struct {
 			name, title, ylabel string
 			f                   func(Record) float64
@@ -99,10 +125,8 @@ func (a *agg) plots(dir string) (map[string]string, error) {
 // bar and p50 as a darker bar inside it.
 func (a *agg) hubPlot(subs int, title, ylabel string, f func(Record) float64) (*plot.Plot, bool) {
 	var keys []int
-	for _, c := range a.cells(HubBroadcast) {
-		if c[0] == subs {
-			keys = append(keys, c[1])
-		}
+	for _, c := range a.cellsWith(HubBroadcast, subs) {
+		keys = append(keys, c.payload)
 	}
 	p := plot.New()
 	p.Title.Text = title
@@ -116,7 +140,7 @@ func (a *agg) hubPlot(subs int, title, ylabel string, f func(Record) float64) (*
 			vals := make(plotter.Values, len(keys))
 			got := false
 			for j, k := range keys {
-				if s := a.stat(HubBroadcast, subs, k, tg.lib, f); s.ok() {
+				if s := a.stat(at{HubBroadcast, subs, k}, tg.series, f); s.ok() {
 					vals[j] = s.med * scale
 					top = max(top, vals[j])
 					got = true
@@ -138,11 +162,11 @@ func (a *agg) hubPlot(subs int, title, ylabel string, f func(Record) float64) (*
 		if err != nil {
 			return nil, false
 		}
-		bars.Color = colorOf(tg.lib)
+		bars.Color = colorOf(tg.series)
 		bars.LineStyle.Width = 0
 		bars.Offset = offset
 		p.Add(bars)
-		p.Legend.Add(tg.label, bars)
+		p.Legend.Add(tg.head, bars)
 		if f == nil { // p50 inside the p99 bar
 			v50, _ := value(p50, 1e-3)
 			inner, err := plotter.NewBarChart(v50, w/2)
@@ -169,14 +193,13 @@ func (a *agg) hubPlot(subs int, title, ylabel string, f func(Record) float64) (*
 	return p, any
 }
 
-// grouped is a bar chart: one group per payload, one bar per library. With
-// relative, each bar is divided by the floor's value in its group.
-func (a *agg) grouped(scenario string, conns int, f func(Record) float64, title, ylabel string, relative bool) (*plot.Plot, bool) {
+// grouped is a bar chart: one group per payload, one bar per library (and
+// per variant in deflate). With floor, each bar is divided by the floor's
+// value in its group.
+func (a *agg) grouped(scenario string, conns int, f metric, title, ylabel string, floor func(at) stat) (*plot.Plot, bool) {
 	var payloads []int
-	for _, c := range a.cells(scenario) {
-		if c[0] == conns {
-			payloads = append(payloads, c[1])
-		}
+	for _, c := range a.cellsWith(scenario, conns) {
+		payloads = append(payloads, c.payload)
 	}
 	if len(payloads) == 0 {
 		return nil, false
@@ -186,11 +209,8 @@ func (a *agg) grouped(scenario string, conns int, f func(Record) float64, title,
 	p.Y.Label.Text = ylabel
 	p.Legend.Top = true
 	var libs []string
-	for _, l := range a.libs {
-		if scenario == Deflate && l == Floor {
-			continue
-		}
-		libs = append(libs, l)
+	for _, c := range a.columns(scenario, scenario == Deflate) {
+		libs = append(libs, c.series)
 	}
 	w := vg.Points(11)
 	any := false
@@ -198,13 +218,13 @@ func (a *agg) grouped(scenario string, conns int, f func(Record) float64, title,
 	for i, l := range libs {
 		vals := make(plotter.Values, len(payloads))
 		for j, pl := range payloads {
-			s := a.stat(scenario, conns, pl, l, f)
+			s := a.stat(at{scenario, conns, pl}, l, f)
 			if !s.ok() {
 				continue
 			}
 			vals[j] = s.med
-			if relative {
-				fl := a.stat(scenario, conns, pl, Floor, f)
+			if floor != nil {
+				fl := floor(at{scenario, conns, pl})
 				if !fl.ok() || fl.med == 0 {
 					vals[j] = 0
 					continue
@@ -251,15 +271,21 @@ func (a *agg) idlePlot() (*plot.Plot, bool) {
 	top := 0.0
 	var ticks []plot.Tick
 	for _, c := range cs {
-		ticks = append(ticks, plot.Tick{Value: float64(c[0]), Label: fmt.Sprint(c[0])})
+		ticks = append(ticks, plot.Tick{Value: float64(c.conns), Label: fmt.Sprint(c.conns)})
 	}
 	p.X.Tick.Marker = plot.ConstantTicks(ticks)
-	for _, l := range a.libs {
+	// The libraries, then Duplex's other modes (IdleVariant), dashed.
+	series := append(append([]string{}, a.libs...), a.variants[IdleVariant]...)
+	for _, l := range series {
+		scenario := Idle
+		if !slices.Contains(a.libs, l) {
+			scenario = IdleVariant
+		}
 		var xys plotter.XYs
-		for _, c := range cs {
-			s := a.stat(Idle, c[0], c[1], l, perConn)
+		for _, c := range a.cells(scenario) {
+			s := a.stat(c, l, perConn)
 			if s.ok() {
-				xys = append(xys, plotter.XY{X: float64(c[0]), Y: s.med / 1024})
+				xys = append(xys, plotter.XY{X: float64(c.conns), Y: s.med / 1024})
 				top = max(top, s.med/1024)
 			}
 		}
@@ -272,6 +298,9 @@ func (a *agg) idlePlot() (*plot.Plot, bool) {
 		}
 		line.Color = colorOf(l)
 		line.Width = vg.Points(1.5)
+		if scenario == IdleVariant { // one dash pattern per mode
+			line.Dashes = variantDashes[slices.Index(a.variants[IdleVariant], l)%len(variantDashes)]
+		}
 		points.Color = colorOf(l)
 		p.Add(line, points)
 		p.Legend.Add(l, line, points)
@@ -281,9 +310,9 @@ func (a *agg) idlePlot() (*plot.Plot, bool) {
 	return p, any
 }
 
-func (a *agg) broadcastPlot(c [2]int) (*plot.Plot, bool) {
+func (a *agg) broadcastPlot(c at) (*plot.Plot, bool) {
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Broadcast to %d subscribers, %s messages, %d in flight", c[0], Size(c[1]/1000), c[1]%1000)
+	p.Title.Text = fmt.Sprintf("Broadcast to %d subscribers, %s messages, %d in flight", c.conns, Size(c.payload/1000), c.payload%1000)
 	p.Y.Label.Text = "deliveries/s (higher is better)"
 	p.Add(plotter.NewGrid())
 	var names []string
@@ -291,7 +320,7 @@ func (a *agg) broadcastPlot(c [2]int) (*plot.Plot, bool) {
 	any := false
 	top := 0.0
 	for i, l := range a.libs {
-		s := a.stat(Broadcast, c[0], c[1], l, deliveries)
+		s := a.stat(c, l, deliveries)
 		vals := make(plotter.Values, len(a.libs))
 		if s.ok() {
 			vals[i] = s.med

@@ -13,6 +13,9 @@ const (
 	IdleVariant = "idle-variant"
 	Broadcast   = "broadcast"
 	Deflate     = "deflate"
+	// Pipelined is echo with Record.Depth messages in flight per connection
+	// (Settings.PipelinedDepth), against which Flush batching is measured.
+	Pipelined = "pipelined"
 	// DeflateIdle is idle with permessage-deflate negotiated and a few
 	// compressed messages exchanged per connection before it goes idle
 	// (Record.Variant "nocontext": Duplex without context takeover). Not in
@@ -25,6 +28,15 @@ const (
 	// their send time. Not in the default run.
 	HubBroadcast = "hub-broadcast"
 )
+
+// Series names a server in the tables: the library, and its variant if any,
+// "duplex (accept)".
+func Series(lib, variant string) string {
+	if variant == "" {
+		return lib
+	}
+	return lib + " (" + variant + ")"
+}
 
 // Hub is the name of the hub server (servers/hub) in the records; it is no
 // WebSocket library, and only the HubBroadcast scenario runs it.
@@ -63,6 +75,8 @@ type Settings struct {
 	LoadCPU   string        `json:"load_cpu"`
 	Depth     int           `json:"depth"`
 	Windows   []int         `json:"windows"`
+	// PipelinedDepth is the pipelined scenario's messages in flight per connection.
+	PipelinedDepth int `json:"pipelined_depth,omitempty"`
 }
 
 // Record is one measurement: one library, one scenario cell, one round.
@@ -73,7 +87,8 @@ type Record struct {
 	Conns    int    `json:"conns"`
 	Payload  int    `json:"payload"`
 	Window   int    `json:"window,omitempty"`  // broadcast: messages in flight
-	Variant  string `json:"variant,omitempty"` // a server variant (IdleVariant)
+	Variant  string `json:"variant,omitempty"` // a server variant (IdleVariant, deflate's nocontext, hub-broadcast's prepared)
+	Depth    int    `json:"depth,omitempty"`   // echo, pipelined, deflate: messages in flight per connection
 	NA       bool   `json:"na,omitempty"`      // the library does not support the scenario
 	Err      string `json:"error,omitempty"`   // the run failed
 
@@ -89,6 +104,7 @@ type Record struct {
 	ReadsPerMsg  float64 `json:"reads_per_msg,omitempty"`
 	WritesPerMsg float64 `json:"writes_per_msg,omitempty"`
 	Negotiated   int     `json:"negotiated,omitempty"`  // deflate: connections that negotiated it
+	Extension    string  `json:"extension,omitempty"`   // deflate: the server's Sec-WebSocket-Extensions answer
 	ReplyBytes   float64 `json:"reply_bytes,omitempty"` // payload bytes per reply on the wire (compressed size with deflate)
 	Lost         int64   `json:"lost,omitempty"`        // connections (echo) or deliveries (broadcast) lost
 

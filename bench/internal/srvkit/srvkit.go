@@ -17,6 +17,8 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 )
@@ -48,6 +50,11 @@ type StartFunc func(cfg Config) (*Server, error)
 // Features says what a server supports; the harness asks with -features.
 type Features struct {
 	Compression bool
+	// Variants are the -variant values the server serves; a server that
+	// lists none takes any (and ignores it). Listing them makes a variant
+	// the harness asks for and the server lacks an error, not a run of the
+	// server's default measured under the variant's name.
+	Variants []string
 }
 
 // Main runs a server binary: it parses the flags, starts the server, prints
@@ -71,7 +78,14 @@ func Main(start StartFunc, feat Features) {
 
 	if *features {
 		fmt.Printf("compression=%v\n", feat.Compression)
+		if feat.Variants != nil {
+			fmt.Printf("variants=%s\n", strings.Join(feat.Variants, ","))
+		}
 		return
+	}
+	if cfg.Variant != "" && feat.Variants != nil && !slices.Contains(feat.Variants, cfg.Variant) {
+		fmt.Fprintf(os.Stderr, "no variant %q here (%s)\n", cfg.Variant, strings.Join(feat.Variants, ", "))
+		os.Exit(2)
 	}
 	if cfg.Compress && !feat.Compression {
 		fmt.Fprintln(os.Stderr, "compression not supported")

@@ -31,7 +31,7 @@ import (
 	"github.com/duplexws/duplex/websocket"
 )
 
-var features = srvkit.Features{Compression: true}
+var features = srvkit.Features{Compression: true, Variants: []string{"accept", "nocontext", "prepared"}}
 
 func main() { srvkit.Main(start, features) }
 

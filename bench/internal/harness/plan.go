@@ -1,0 +1,140 @@
+package harness
+
+import (
+	"fmt"
+
+	"github.com/duplexws/duplex/bench/internal/report"
+)
+
+// plan lists every run: per round, per scenario cell, every library in an
+// order rotated by the round, so that no library always runs first or last.
+func (r *runner) plan() []task {
+	o := r.opt
+	var tasks []task
+	has := r.has
+	connectEst := func(n int) float64 { return 0.3 + float64(n)/8000 }
+	echoEst := (o.Warmup + o.Duration).Seconds() + 0.5
+	for round := 1; round <= o.Rounds; round++ {
+		libs := rotate(o.Libs, round-1)
+		if has(report.Echo) {
+			for _, c := range o.EchoConns {
+				for _, p := range o.Payloads {
+					for _, l := range libs {
+						e := echoCell{scenario: report.Echo, lib: l, round: round, conns: c, payload: p, depth: o.Depth}
+						tasks = append(tasks, task{label: e.String(), est: echoEst + connectEst(c), run: func() []report.Record { return r.echo(e) }})
+					}
+				}
+			}
+		}
+		if has(report.Pipelined) {
+			for _, p := range o.PipelinedPayloads {
+				for _, l := range libs {
+					e := echoCell{scenario: report.Pipelined, lib: l, round: round, conns: o.PipelinedConns, payload: p, depth: o.PipelinedDepth}
+					tasks = append(tasks, task{label: e.String(), est: echoEst + connectEst(e.conns), run: func() []report.Record { return r.echo(e) }})
+				}
+			}
+		}
+		if has(report.Idle) {
+			last := o.IdleSteps[len(o.IdleSteps)-1]
+			idleEst := 1 + float64(len(o.IdleSteps))*r.settleMin().Seconds()*1.5 + connectEst(last)
+			for _, l := range libs {
+				l, round := l, round
+				tasks = append(tasks, task{
+					label: fmt.Sprintf("r%d idle %s up to %d", round, l, last),
+					est:   idleEst,
+					run:   func() []report.Record { return r.idle(l, round) },
+				})
+			}
+			if r.libs[report.Ours] != nil { // Duplex's other modes: Accept + go, the event loop
+				for _, v := range o.DuplexVariants {
+					round, v := round, v
+					tasks = append(tasks, task{
+						label: fmt.Sprintf("r%d idle %s up to %d", round, report.Series(report.Ours, v), last),
+						est:   idleEst,
+						run:   func() []report.Record { return r.idleVariant(report.Ours, round, v) },
+					})
+				}
+			}
+		}
+		if has(report.DeflateIdle) {
+			last := o.DeflateIdleSteps[len(o.DeflateIdleSteps)-1]
+			idleEst := 1 + float64(len(o.DeflateIdleSteps))*r.settleMin().Seconds()*1.5 + connectEst(last)
+			for _, l := range libs {
+				if l == "tcp" {
+					continue
+				}
+				for _, v := range deflateVariants(l) {
+					l, v, round := l, v, round
+					tasks = append(tasks, task{
+						label: fmt.Sprintf("r%d deflate-idle %s up to %d", round, report.Series(l, v), last),
+						est:   idleEst,
+						run:   func() []report.Record { return r.idleScenario(report.DeflateIdle, l, round, v) },
+					})
+				}
+			}
+		}
+		if has(report.Broadcast) {
+			for _, win := range o.Windows {
+				for _, l := range libs {
+					l, round, win := l, round, win
+					tasks = append(tasks, task{
+						label: fmt.Sprintf("r%d broadcast %s to %d w=%d", round, l, o.BroadcastSubs, win),
+						est:   echoEst + 0.3 + connectEst(o.BroadcastSubs),
+						run:   func() []report.Record { return r.broadcast(l, round, win) },
+					})
+				}
+			}
+		}
+		if has(report.HubBroadcast) {
+			for _, win := range o.Windows {
+				for _, tg := range rotate(r.hubTargets(), round-1) {
+					tg, round, win := tg, round, win
+					tasks = append(tasks, task{
+						label: fmt.Sprintf("r%d hub-broadcast %s to %d w=%d", round, tg, o.BroadcastSubs, win),
+						est:   echoEst + 0.8 + 2*connectEst(o.BroadcastSubs),
+						run:   func() []report.Record { return r.hubBroadcast(tg, round, win) },
+					})
+				}
+			}
+		}
+		if has(report.Deflate) {
+			for _, p := range o.DeflatePayloads {
+				for _, l := range libs {
+					if l == "tcp" {
+						continue
+					}
+					for _, v := range deflateVariants(l) {
+						e := echoCell{scenario: report.Deflate, lib: l, variant: v, round: round, conns: o.DeflateConns, payload: p, depth: o.Depth}
+						tasks = append(tasks, task{label: e.String(), est: echoEst + connectEst(e.conns), run: func() []report.Record { return r.echo(e) }})
+					}
+				}
+			}
+		}
+	}
+	return tasks
+}
+
+// deflateVariants are the servers of lib that the deflate scenarios run.
+func deflateVariants(lib string) []string {
+	if lib == report.Ours {
+		return duplexDeflateVariants
+	}
+	return []string{""}
+}
+
+func rotate[T any](s []T, k int) []T {
+	out := make([]T, 0, len(s))
+	for i := range s {
+		out = append(out, s[(i+k)%len(s)])
+	}
+	return out
+}
+
+func size(n int) string { return report.Size(n) }
+
+func proto(lib string) string {
+	if lib == "tcp" {
+		return "tcp"
+	}
+	return "ws"
+}

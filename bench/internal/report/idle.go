@@ -1,0 +1,101 @@
+package report
+
+import (
+	"fmt"
+	"strings"
+)
+
+// modeOf describes Duplex's server variants in the idle scenario; a variant
+// not listed is shown by its name.
+var modeOf = map[string]string{
+	Ours:                      "Open (the README idiom): the handler runs inside net/http's goroutine, which keeps that goroutine and its buffers (bufio reader and writer, the request, its contexts) for the connection's life",
+	Series(Ours, "accept"):    "Accept followed by `go serve(c)`: net/http's goroutine and buffers go when the HTTP handler returns",
+	Series(Ours, "events"):    "the event-loop mode: a connection waiting for its next message holds no goroutine and no buffer",
+	Series(Ours, "nocontext"): "permessage-deflate without context takeover",
+}
+
+func (a *agg) idle(b *strings.Builder, plots map[string]string) {
+	cs := a.cells(Idle)
+	if len(cs) == 0 {
+		return
+	}
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("## 2. Memory per idle connection\n\n")
+	w("RSS growth of the server divided by the connections, after the RSS settled (no message sent). Connections come from %d source addresses 127.0.0.x.\n\n", (cs[len(cs)-1].conns+999)/1000)
+	cols := a.columns(Idle, false)
+	t := grid("connections", cs, connsHead, cols, columnHead, a.values(perConn, kib))
+	r := grid("connections", cs, connsHead, cols, columnHead, a.ratio(ratios{f: perConn, floor: a.sameCellFloor(perConn), floorSelf: true}))
+	w("%s\nRatios:\n\n%s\n", t, r)
+	if last := cs[len(cs)-1]; len(cs) > 1 {
+		prev := cs[len(cs)-2]
+		w("Projected to 100,000 connections at the per-connection cost measured at %d:", last.conns)
+		var moves []string
+		for _, l := range a.libs {
+			st := a.stat(last, l, perConn)
+			if !st.ok() {
+				continue
+			}
+			w(" %s %.0f MiB;", l, st.med*100000/(1<<20))
+			if p := a.stat(prev, l, perConn); p.ok() && p.med > 0 {
+				moves = append(moves, fmt.Sprintf("%s %+.0f%%", l, 100*(st.med/p.med-1)))
+			}
+		}
+		w(" a real 100k run does not fit under this machine's open-file limit. From %d to %d connections the cost per connection moved by: %s; a curve that is flat or falling there carries to 100k+, as the fixed costs spread further.\n\n",
+			prev.conns, last.conns, strings.Join(moves, ", "))
+	}
+	if p, ok := plots["idle"]; ok {
+		w("![idle memory](%s)\n\n", p)
+	}
+	a.idleModes(b)
+}
+
+// idleModes compares Duplex's modes: Open (the main tables) and each server
+// variant that ran in IdleVariant (Accept + go, the event loop), with the
+// floor and the best peer beside them.
+func (a *agg) idleModes(b *strings.Builder) {
+	variants := a.variants[IdleVariant]
+	if len(variants) == 0 {
+		return
+	}
+	cols := []column{{Ours, "duplex, Open (above)"}}
+	for _, v := range variants {
+		cols = append(cols, column{v, v})
+	}
+	cols = append(cols, column{Floor, "tcp floor"})
+	// The variants' records are under IdleVariant, the rest under Idle.
+	rowsAt := func(x at, series string) at {
+		if series != Ours && series != Floor {
+			x.scenario = IdleVariant
+		}
+		return x
+	}
+	var rows []at
+	for _, x := range a.cells(IdleVariant) {
+		rows = append(rows, at{Idle, x.conns, x.payload})
+	}
+	values := a.values(perConn, kib)
+	t := grid("connections", rows, connsHead, cols, columnHead, func(x at, c column) string { return values(rowsAt(x, c.series), c) })
+	cmp := cols[:len(cols)-1]
+	r := grid("connections", rows, connsHead, cmp, columnHead, func(x at, c column) string {
+		s := a.stat(rowsAt(x, c.series), c.series, perConn)
+		if !s.ok() {
+			return cell(s, kib, false)
+		}
+		_, best := a.best(x, perConn, false, peers)
+		out := ratio(s.med, best) + " · " + ratio(s.med, a.stat(x, Floor, perConn).orNaN())
+		if c.series != Ours {
+			out += " · " + ratio(a.stat(x, Ours, perConn).orNaN(), s.med)
+		}
+		return out
+	})
+	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
+	w("### Duplex's modes\n\nThe same echo server, served each way:\n\n")
+	for _, c := range cols[:len(cols)-1] {
+		d := modeOf[c.series]
+		if d == "" {
+			d = "servers/duplex -variant " + strings.TrimSuffix(strings.TrimPrefix(c.series, Ours+" ("), ")")
+		}
+		w("- **%s**: %s.\n", c.head, d)
+	}
+	w("\n%s\nRatios `A× · B× · C×`: A against the best peer, B against the TCP floor (goroutine per connection), C: Open against this mode.\n\n%s\n", t, r)
+}

@@ -1,0 +1,191 @@
+package report
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Issue 12's targets, evaluated from the run's figures.
+
+// status is whether a target is met by the figures.
+type status int
+
+const (
+	notMeasured status = iota // the run has not the cells the target needs
+	met
+	notMet
+)
+
+func (s status) String() string {
+	switch s {
+	case met:
+		return "met"
+	case notMet:
+		return "**not met**"
+	}
+	return "not measured"
+}
+
+// target is one of the issue's targets and what the run says of it.
+type target struct {
+	name   string
+	status status
+	figure string // the figures it was judged on
+}
+
+// Thresholds of the targets.
+const (
+	acceptOverFloor = 1.5  // Accept + goroutine, bytes per idle connection ÷ the TCP floor's
+	openOverAccept  = 1.1  // Open ÷ Accept + goroutine
+	eventsBytes     = 2048 // the event-loop mode, bytes per idle connection
+	eventsConns     = 19000
+)
+
+// check judges ratios, each of which must satisfy ok, and lists them.
+type check struct {
+	parts []string
+	n     int
+	bad   bool
+}
+
+func (c *check) add(label string, q float64, ok bool) {
+	if math.IsNaN(q) {
+		return
+	}
+	c.n++
+	c.bad = c.bad || !ok
+	c.parts = append(c.parts, fmt.Sprintf("%s %.2f×", label, q))
+}
+
+func (c *check) target(name, note string) target {
+	t := target{name: name, figure: strings.Join(c.parts, ", ")}
+	switch {
+	case c.n == 0:
+		t.figure = "no cell with both figures"
+	case c.bad:
+		t.status = notMet
+	default:
+		t.status = met
+	}
+	if note != "" && c.n > 0 {
+		t.figure += " (" + note + ")"
+	}
+	return t
+}
+
+// targets evaluates each of issue 12's targets that a benchmark run can
+// show, in the issue's order.
+func (a *agg) targets() []target {
+	var out []target
+	for _, m := range []struct {
+		name string
+		f    metric
+	}{{"Echo: server CPU per message at or below gws's, every size and connection count", cpuPerMsg},
+		{"Echo: p99 at or below gws's, every size and connection count", p99}} {
+		var c check
+		for _, x := range a.cells(Echo) {
+			q := a.stat(x, Ours, m.f).orNaN() / a.stat(x, "gws", m.f).orNaN()
+			c.add(fmt.Sprintf("c=%d %s", x.conns, Size(x.payload)), q, q <= 1)
+		}
+		out = append(out, c.target(m.name, "duplex ÷ gws"))
+	}
+
+	var pipe check
+	for _, x := range a.cells(Pipelined) {
+		q := a.stat(x, Ours, msgsPerSec).orNaN() / a.oneInFlightFloor(msgsPerSec)(x).orNaN()
+		pipe.add(fmt.Sprintf("c=%d %s", x.conns, Size(x.payload)), q, q >= 1)
+	}
+	out = append(out, pipe.target(fmt.Sprintf("Pipelined echo (%d in flight): msgs/s above the TCP floor with one in flight", a.pipelinedDepth()), "duplex pipelined ÷ tcp at 1 in flight"))
+
+	var bc check
+	for _, x := range a.cells(Broadcast) {
+		if x.payload%1000 != 1 {
+			continue
+		}
+		peer, pv := a.best(x, deliveries, true, peers)
+		q := a.stat(x, Ours, deliveries).orNaN() / pv
+		bc.add(fmt.Sprintf("to %d, %s, ÷ %s", x.conns, Size(x.payload/1000), peer), q, q >= 1)
+	}
+	out = append(out, bc.target("Broadcast with 1 message in flight: deliveries/s at or above the best peer's", ""))
+
+	var df check
+	gwsMode := a.deflateMode("gws")
+	ours := ""
+	for _, s := range a.duplexSeries(Deflate) {
+		if a.deflateMode(s) == gwsMode && ours == "" {
+			ours = s
+		}
+	}
+	if ours != "" {
+		for _, x := range a.cells(Deflate) {
+			q := a.stat(x, ours, msgsPerSec).orNaN() / a.stat(x, "gws", msgsPerSec).orNaN()
+			df.add(fmt.Sprintf("c=%d %s", x.conns, Size(x.payload)), q, q >= 1)
+		}
+	}
+	out = append(out, df.target("permessage-deflate echo: msgs/s at or above gws's, mode for mode", fmt.Sprintf("%s ÷ gws, both %s", ours, gwsMode)))
+
+	// Idle: at the largest count that every figure needed was measured at.
+	acc := Series(Ours, "accept")
+	var accFloor, openAcc check
+	if vx, ok := a.largestIdle(acc); ok {
+		x := at{Idle, vx.conns, vx.payload}
+		q := a.stat(vx, acc, perConn).orNaN() / a.stat(x, Floor, perConn).orNaN()
+		accFloor.add(fmt.Sprintf("c=%d", x.conns), q, q <= acceptOverFloor)
+		q = a.stat(x, Ours, perConn).orNaN() / a.stat(vx, acc, perConn).orNaN()
+		openAcc.add(fmt.Sprintf("c=%d", x.conns), q, q <= openOverAccept)
+	}
+	out = append(out, accFloor.target(fmt.Sprintf("Idle: Accept + goroutine within %.1f× the goroutine-per-connection TCP floor", acceptOverFloor), "duplex (accept) ÷ tcp"))
+	out = append(out, openAcc.target(fmt.Sprintf("Idle: Open within %.0f%% of Accept + goroutine", 100*(openOverAccept-1)), "duplex ÷ duplex (accept)"))
+
+	ev := target{name: fmt.Sprintf("Event-loop mode: at most %s per idle connection at %dk connections", kib(eventsBytes), eventsConns/1000)}
+	ex, ok := a.largestIdle(Series(Ours, "events"))
+	switch {
+	case !ok && slices.Contains(a.variants[IdleVariant], Series(Ours, "events")):
+		ev.figure = "duplex (events) ran, but has no figure (see Failed runs)"
+	case !ok:
+		ev.figure = "duplex (events) not in this run (servers/duplex lists no such variant, or -duplex-variants left it out)"
+	case ex.conns < eventsConns:
+		ev.figure = fmt.Sprintf("largest count in this run: %d", ex.conns)
+	default:
+		v := a.stat(ex, Series(Ours, "events"), perConn)
+		ev.figure = fmt.Sprintf("%s at c=%d", kib(v.med), ex.conns)
+		ev.status = met
+		if v.med > eventsBytes {
+			ev.status = notMet
+		}
+	}
+	return append(out, ev)
+}
+
+// largestIdle is the IdleVariant cell with the most connections at which
+// series (a Duplex variant) has a figure.
+func (a *agg) largestIdle(series string) (at, bool) {
+	cs := a.cells(IdleVariant)
+	for i := len(cs) - 1; i >= 0; i-- {
+		if a.stat(cs[i], series, perConn).ok() {
+			return cs[i], true
+		}
+	}
+	return at{}, false
+}
+
+func (a *agg) targetSection(b *strings.Builder) {
+	ts := a.targets()
+	measured := false
+	for _, t := range ts {
+		measured = measured || t.status != notMeasured
+	}
+	if !measured { // a run of other scenarios (hub-broadcast), or without Duplex
+		return
+	}
+	t := grid("target", ts, func(t target) string { return t.name }, []string{"status", "figures"}, func(h string) string { return h },
+		func(t target, h string) string {
+			if h == "status" {
+				return t.status.String()
+			}
+			return t.figure
+		})
+	fmt.Fprintf(b, "## Issue 12's targets\n\nEach target judged from this run's medians (the figures: Duplex's ratio in each cell the target covers; idle at the largest count measured for the mode). A short run lacks some cells.\n\n%s\n", t)
+}

@@ -1,0 +1,207 @@
+package report
+
+import (
+	"strings"
+	"testing"
+)
+
+// fixture builds results of one round from compact records; every library
+// it names is built, gorilla without compression.
+func fixture(recs ...Record) *Results {
+	res := &Results{Settings: Settings{PipelinedDepth: 16}}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		if r.Round == 0 {
+			r.Round = 1
+		}
+		res.Records = append(res.Records, r)
+		if !seen[r.Lib] {
+			seen[r.Lib] = true
+			res.Libs = append(res.Libs, Lib{Name: r.Lib, Built: true, Compression: r.Lib != "gorilla" && r.Lib != Floor})
+		}
+	}
+	return res
+}
+
+// onTarget is a run that meets every target but where noted by the
+// tests that change one figure: Duplex at or under gws in echo, pipelined
+// over the one-in-flight floor, ahead in broadcast at W=1, ahead of gws
+// without context takeover, and idle within every bound.
+func onTarget() []Record {
+	noCtx := "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+	var recs []Record
+	for _, p := range []int{64, 16 << 10} {
+		recs = append(recs,
+			Record{Scenario: Echo, Lib: Ours, Conns: 100, Payload: p, MsgsPerSec: 100e3, CPUPerMsg: 4, P99: 900},
+			Record{Scenario: Echo, Lib: "gws", Conns: 100, Payload: p, MsgsPerSec: 90e3, CPUPerMsg: 5, P99: 1000},
+			Record{Scenario: Echo, Lib: Floor, Conns: 100, Payload: p, MsgsPerSec: 120e3, CPUPerMsg: 3, P99: 800})
+	}
+	recs = append(recs,
+		Record{Scenario: Pipelined, Lib: Ours, Conns: 100, Payload: 64, Depth: 16, MsgsPerSec: 150e3, CPUPerMsg: 2, P99: 2000},
+		Record{Scenario: Pipelined, Lib: "gws", Conns: 100, Payload: 64, Depth: 16, MsgsPerSec: 140e3, CPUPerMsg: 2.5, P99: 2500},
+		Record{Scenario: Pipelined, Lib: Floor, Conns: 100, Payload: 64, Depth: 16, MsgsPerSec: 300e3, CPUPerMsg: 1, P99: 1000},
+		Record{Scenario: Broadcast, Lib: Ours, Conns: 1000, Payload: 64, Window: 1, DeliveriesPerSec: 2e6},
+		Record{Scenario: Broadcast, Lib: "gws", Conns: 1000, Payload: 64, Window: 1, DeliveriesPerSec: 1.5e6},
+		Record{Scenario: Broadcast, Lib: Ours, Conns: 1000, Payload: 64, Window: 4, DeliveriesPerSec: 1e6}, // W=4 is no target
+		Record{Scenario: Broadcast, Lib: "gws", Conns: 1000, Payload: 64, Window: 4, DeliveriesPerSec: 3e6},
+		Record{Scenario: Deflate, Lib: Ours, Conns: 100, Payload: 1024, MsgsPerSec: 10e3, Extension: "permessage-deflate; client_no_context_takeover"},
+		Record{Scenario: Deflate, Lib: Ours, Variant: "nocontext", Conns: 100, Payload: 1024, MsgsPerSec: 40e3, Extension: noCtx},
+		Record{Scenario: Deflate, Lib: "gws", Conns: 100, Payload: 1024, MsgsPerSec: 30e3, Extension: noCtx},
+		Record{Scenario: DeflateIdle, Lib: "gws", Conns: 5000, BytesPerConn: 14000, Extension: noCtx},
+		Record{Scenario: DeflateIdle, Lib: Ours, Variant: "nocontext", Conns: 5000, BytesPerConn: 12000, Extension: noCtx},
+	)
+	for _, n := range []int{1000, 19000} {
+		recs = append(recs,
+			Record{Scenario: Idle, Lib: Ours, Conns: n, BytesPerConn: 5000},
+			Record{Scenario: Idle, Lib: "gws", Conns: n, BytesPerConn: 9000},
+			Record{Scenario: Idle, Lib: Floor, Conns: n, BytesPerConn: 3800},
+			Record{Scenario: IdleVariant, Lib: Ours, Variant: "accept", Conns: n, BytesPerConn: 4800},
+			Record{Scenario: IdleVariant, Lib: Ours, Variant: "events", Conns: n, BytesPerConn: 1500})
+	}
+	return recs
+}
+
+// statuses evaluates the targets and returns their statuses by the first
+// word of their names (Echo:, Pipelined, Broadcast, permessage-deflate,
+// Idle: ×2, Event-loop), with the figures.
+func statuses(t *testing.T, recs []Record) ([]status, []target) {
+	t.Helper()
+	ts := newAgg(fixture(recs...)).targets()
+	if len(ts) != 8 {
+		t.Fatalf("%d targets, want the issue's 8: %+v", len(ts), ts)
+	}
+	var out []status
+	for _, x := range ts {
+		out = append(out, x.status)
+	}
+	return out, ts
+}
+
+// change returns recs with f applied to the records of (scenario, series).
+func change(recs []Record, scenario, series string, f func(*Record)) []Record {
+	out := append([]Record(nil), recs...)
+	for i := range out {
+		if out[i].Scenario == scenario && Series(out[i].Lib, out[i].Variant) == series {
+			f(&out[i])
+		}
+	}
+	return out
+}
+
+func TestTargetsAllMet(t *testing.T) {
+	st, ts := statuses(t, onTarget())
+	for i, s := range st {
+		if s != met {
+			t.Errorf("%s: %v (%s), want met", ts[i].name, s, ts[i].figure)
+		}
+	}
+	for i, want := range []string{
+		"c=100 64 B 0.80×, c=100 16 KiB 0.80× (duplex ÷ gws)",
+		"c=100 64 B 0.90×, c=100 16 KiB 0.90× (duplex ÷ gws)",
+		"c=100 64 B 1.25× (duplex pipelined ÷ tcp at 1 in flight)",
+		"to 1000, 64 B, ÷ gws 1.33×",
+		"c=100 1 KiB 1.33× (duplex (nocontext) ÷ gws, both no takeover)",
+		"c=19000 1.26× (duplex (accept) ÷ tcp)",
+		"c=19000 1.04× (duplex ÷ duplex (accept))",
+		"1.46 KiB at c=19000",
+	} {
+		if ts[i].figure != want {
+			t.Errorf("%s: figures %q, want %q", ts[i].name, ts[i].figure, want)
+		}
+	}
+}
+
+// Each target fails on its own when its figure crosses its bound, and only
+// that one.
+func TestTargetsEachNotMet(t *testing.T) {
+	for _, c := range []struct {
+		which            int
+		scenario, series string
+		f                func(*Record)
+	}{
+		{0, Echo, Ours, func(r *Record) {
+			if r.Payload == 16<<10 {
+				r.CPUPerMsg = 5.5 // one cell over gws's 5 is enough
+			}
+		}},
+		{1, Echo, Ours, func(r *Record) { r.P99 = 1001 }},
+		{2, Pipelined, Ours, func(r *Record) { r.MsgsPerSec = 119e3 }}, // under tcp's 120k at one in flight
+		{3, Broadcast, Ours, func(r *Record) { r.DeliveriesPerSec = 1.4e6 }},
+		{4, Deflate, Series(Ours, "nocontext"), func(r *Record) { r.MsgsPerSec = 29e3 }},
+		{5, IdleVariant, Series(Ours, "accept"), func(r *Record) { r.BytesPerConn = 1.51 * 3800 }},
+		{6, Idle, Ours, func(r *Record) { r.BytesPerConn = 1.11 * 4800 }},
+		{7, IdleVariant, Series(Ours, "events"), func(r *Record) { r.BytesPerConn = 2049 }},
+	} {
+		st, ts := statuses(t, change(onTarget(), c.scenario, c.series, c.f))
+		for i, s := range st {
+			want := met
+			if i == c.which {
+				want = notMet
+			}
+			if s != want {
+				t.Errorf("%s changed: %s is %v (%s), want %v", c.series, ts[i].name, s, ts[i].figure, want)
+			}
+		}
+	}
+}
+
+// A target whose cells the run lacks is not measured, never met: no
+// broadcast at W=1, no event-loop mode, the event loop not at 19k, and the
+// deflate target when no Duplex series runs in gws's mode.
+func TestTargetsNotMeasured(t *testing.T) {
+	var recs []Record
+	for _, r := range onTarget() {
+		switch {
+		case r.Scenario == Broadcast && r.Window == 1:
+		case Series(r.Lib, r.Variant) == Series(Ours, "events"):
+		case Series(r.Lib, r.Variant) == Series(Ours, "nocontext"):
+		default:
+			recs = append(recs, r)
+		}
+	}
+	st, ts := statuses(t, recs)
+	for i, want := range []status{met, met, met, notMeasured, notMeasured, met, met, notMeasured} {
+		if st[i] != want {
+			t.Errorf("%s: %v (%s), want %v", ts[i].name, st[i], ts[i].figure, want)
+		}
+	}
+	var small []Record // the event loop measured, but only up to 5000
+	for _, r := range onTarget() {
+		if r.Conns == 19000 {
+			r.Conns = 5000
+		}
+		small = append(small, r)
+	}
+	if st, ts := statuses(t, small); st[7] != notMeasured || ts[7].figure != "largest count in this run: 5000" {
+		t.Errorf("event loop up to 5000: %v (%s), want not measured", st[7], ts[7].figure)
+	}
+}
+
+// The compression mode comes from the server's handshake answer when a
+// record kept it, else from what the bench servers are known to negotiate.
+func TestDeflateMode(t *testing.T) {
+	a := newAgg(fixture(
+		Record{Scenario: Deflate, Lib: "gws", Conns: 100, Payload: 1024, MsgsPerSec: 1, Extension: "permessage-deflate"},
+		Record{Scenario: Deflate, Lib: "nbio", Conns: 100, Payload: 1024, MsgsPerSec: 1},
+	))
+	for series, want := range map[string]string{"gws": takeover, "nbio": noTakeover, Series(Ours, "nocontext"): noTakeover, "other": ""} {
+		if got := a.deflateMode(series); got != want {
+			t.Errorf("deflateMode(%q) = %q, want %q", series, got, want)
+		}
+	}
+}
+
+// The report puts the targets in a table of their own, with their status.
+func TestTargetSection(t *testing.T) {
+	var b strings.Builder
+	newAgg(fixture(change(onTarget(), Echo, Ours, func(r *Record) { r.P99 = 2000 })...)).targetSection(&b)
+	for _, want := range []string{
+		"| target | status | figures |",
+		"| Echo: p99 at or below gws's, every size and connection count | **not met** | c=100 64 B 2.00×, c=100 16 KiB 2.00× (duplex ÷ gws) |",
+		"| Event-loop mode: at most 2.00 KiB per idle connection at 19k connections | met | 1.46 KiB at c=19000 |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the targets section lacks %q:\n%s", want, b.String())
+		}
+	}
+}
