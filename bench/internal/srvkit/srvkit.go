@@ -69,7 +69,7 @@ func Main(start StartFunc, feat Features) {
 	flag.StringVar(&cfg.Mode, "mode", ModeEcho, "echo or broadcast")
 	flag.BoolVar(&cfg.Compress, "compress", false, "negotiate permessage-deflate")
 	flag.Int64Var(&cfg.ReadLimit, "read-limit", 1<<20, "largest message accepted, in bytes")
-	flag.StringVar(&cfg.Variant, "variant", "", "server-specific variant, for experiments (duplex: accept, events, nocontext, prepared)")
+	flag.StringVar(&cfg.Variant, "variant", "", "server-specific variant, for experiments (duplex: accept, nocontext, prepared)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	window := flag.Bool("profile-window", false, "with -cpuprofile, profile only from the stdin line \"profile start\" to \"profile stop\"")
 	memprofile := flag.String("memprofile", "", "write a heap profile to this file when stopped")

@@ -31,7 +31,7 @@ import (
 	"github.com/duplexws/duplex/websocket"
 )
 
-var features = srvkit.Features{Compression: true, Variants: []string{"accept", "nocontext", "prepared"}}
+var features = srvkit.Features{Compression: true, Variants: []string{"accept", "events", "nocontext", "prepared"}}
 
 func main() { srvkit.Main(start, features) }
 
