@@ -38,9 +38,15 @@ type clientConn interface {
 	closeNow()
 }
 
-// runGoClientSuite runs every interop case with a Go peer as client of our server.
+// runGoClientSuite runs every interop case with a Go peer as client of our
+// server, in each of our server's modes.
 func runGoClientSuite(t *testing.T, cl goClient) {
-	srv := newOurServer(t)
+	for _, m := range ourServerModes {
+		t.Run(m.name, func(t *testing.T) { runGoClientCases(t, cl, newOurServer(t, m.events)) })
+	}
+}
+
+func runGoClientCases(t *testing.T, cl goClient, srv *ourServer) {
 
 	for _, comp := range compressions {
 		for _, mode := range modes {

@@ -56,9 +56,15 @@ func requirePeer(t *testing.T, missing string, install string) {
 	t.Skipf("SKIP: %s; install it with %s (under CI=true this is a failure)", missing, install)
 }
 
-// runScriptPeer runs a peer script against our server and checks its results.
+// runScriptPeer runs a peer script against our server, in each of its
+// modes, and checks its results.
 func runScriptPeer(t *testing.T, name string, argv ...string) {
-	srv := newOurServer(t)
+	for _, m := range ourServerModes {
+		t.Run(m.name, func(t *testing.T) { runScriptPeerAgainst(t, newOurServer(t, m.events), name, argv...) })
+	}
+}
+
+func runScriptPeerAgainst(t *testing.T, srv *ourServer, name string, argv ...string) {
 	base := "ws" + strings.TrimPrefix(srv.URL, "http")
 	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
 	defer cancel()

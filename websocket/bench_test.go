@@ -117,6 +117,34 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 }
 
+// BenchmarkRoundTripEvents is BenchmarkRoundTrip with the server's
+// connection in the events mode (on Linux, the event loop): the same echo
+// from OnMessage.
+func BenchmarkRoundTripEvents(b *testing.B) {
+	for _, n := range []int{64, 1024, 16 << 10} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			client, server := pipePair(b)
+			server.ev = newEventsState(Events{OnMessage: func(c *Conn, msg Message) error {
+				c.SendBinary(msg.Data)
+				return c.Flush()
+			}})
+			server.startEvents(false)
+			ctx := context.Background()
+			p := make([]byte, n)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := client.Write(ctx, MessageBinary, p); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := client.Read(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkReadMessage measures the read path alone on prepared frames.
 func BenchmarkReadMessage(b *testing.B) {
 	for _, n := range []int{64, 1024} {

@@ -26,6 +26,10 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		c.CloseNow()
 		return fmt.Errorf("websocket: close code %d may not be sent", int(code))
 	}
+	if c.closesFromLoop() {
+		c.closeWithoutWaiting(code, reason) // events.go
+		return nil
+	}
 	if err := c.writeClose(code, reason); err != nil {
 		c.CloseNow()
 		if c.peerClosed() {

@@ -28,6 +28,9 @@ import (
 // Call CloseRead once, and do not call Read or Reader while its goroutine
 // runs: the first data message would fail the connection either way.
 func (c *Conn) CloseRead(ctx context.Context) context.Context {
+	if c.ev != nil {
+		return c.closeReadEvents(ctx) // read already, by the event loop
+	}
 	// The returned context is cancelled by the goroutine alone, not by
 	// ctx directly, so that its cause is the error that ended reading even
 	// when ctx ends with the connection, as Open's context does.

@@ -2,8 +2,8 @@ package websocket_test
 
 // Raw-peer helpers for the Autobahn-style conformance suite (conformance_*_test.go).
 //
-// Every case runs four times: against our server and our client, over HTTP/1.1 (TCP) and over
-// HTTP/2 (RFC 8441):
+// Every case runs five times: against our server and our client, over HTTP/1.1 (TCP) and over
+// HTTP/2 (RFC 8441), and against our server in the events mode:
 //
 //   - "server/<case>": our server (websocket.Open behind httptest.NewServer, echoing every message)
 //     is driven by a raw TCP client that does the opening handshake by hand and writes hand-built,
@@ -13,6 +13,8 @@ package websocket_test
 //     writes hand-built, unmasked frames, as Autobahn's fuzzingserver does.
 //   - "server-h2/<case>" and "client-h2/<case>": the same over an HTTP/2 stream opened by an
 //     extended CONNECT; the raw peer's bytes are the stream's DATA (conformance_h2_test.go).
+//   - "server-events/<case>": our server takes the connection with websocket.AcceptEvents and
+//     echoes from OnMessage, over HTTP/1.1: on Linux the event loop reads it.
 //
 // The raw peer parses every frame our side sends and checks it against RFC 6455 (masking
 // direction, RSV bits, opcodes, minimal length encoding, control-frame rules), then the case
@@ -116,6 +118,9 @@ type endpointConfig struct {
 	// closes it with CloseNow once its echo loop ends, as an application that owns its
 	// connections would, rather than running the loop in websocket.Open.
 	accept bool
+	// events (server side only): our server takes the connection with websocket.AcceptEvents
+	// and echoes from OnMessage; OnClose's error stands for Read's.
+	events bool
 }
 
 func defaultConfig() endpointConfig {
@@ -186,30 +191,36 @@ type conformanceCase struct {
 var transports = []struct {
 	suffix string // of the subtest's name: "server" + suffix
 	start  func(t *testing.T, s side, cfg endpointConfig) *peer
+	sides  []side
 }{
-	{"", startPeer},
-	{"-h2", startH2Peer},
+	{"", startPeer, bothSides},
+	{"-h2", startH2Peer, bothSides},
+	{"-events", startEventsPeer, []side{serverSide}},
 }
 
-// runCases runs every case against our server and our client, over both transports: subtests
-// "server/<id>", "client/<id>", "server-h2/<id>", "client-h2/<id>". The four run at the same time
-// (much of a case's time is spent waiting for our side), the cases of each one after another.
+// runCases runs every case against our server and our client, over both transports, and
+// against our server in the events mode: subtests "server/<id>", "client/<id>", "server-h2/<id>",
+// "client-h2/<id>", "server-events/<id>". The five run at the same time (much of a case's time is
+// spent waiting for our side), the cases of each one after another.
 func runCases(t *testing.T, cases []conformanceCase) {
 	t.Helper()
 	var wg sync.WaitGroup
 	for _, tr := range transports {
-		for _, s := range bothSides {
+		for _, s := range tr.sides {
 			wg.Go(func() {
 				t.Run(string(s)+tr.suffix, func(t *testing.T) {
 					for _, c := range cases {
 						if c.only != "" && c.only != s {
 							continue
 						}
+						cfg := defaultConfig()
+						if c.cfg != nil {
+							c.cfg(&cfg)
+						}
+						if cfg.accept && tr.suffix == "-events" {
+							continue // Accept's variant of a case: the events mode runs it once
+						}
 						t.Run(c.id, func(t *testing.T) {
-							cfg := defaultConfig()
-							if c.cfg != nil {
-								c.cfg(&cfg)
-							}
 							p := tr.start(t, s, cfg)
 							c.run(p)
 						})
@@ -231,73 +242,105 @@ func startPeer(t *testing.T, s side, cfg endpointConfig) *peer {
 	return startClientPeer(t, cfg)
 }
 
+// startEventsPeer is startPeer for our server in the events mode.
+func startEventsPeer(t *testing.T, s side, cfg endpointConfig) *peer {
+	cfg.events = true
+	return startServerPeer(t, cfg)
+}
+
 func newOurEnd() *ourEnd {
 	return &ourEnd{errc: make(chan error, 1), done: make(chan struct{}), release: make(chan struct{})}
 }
 
 // echoLoop is the application our endpoint runs: echo every message until an error.
 func echoLoop(ctx context.Context, c *websocket.Conn, cfg endpointConfig) error {
+	if cfg.echo == echoStream {
+		return echoStreams(ctx, c, cfg)
+	}
+	for {
+		m, err := c.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if err := echoMessage(ctx, c, m, cfg); err != nil {
+			return err
+		}
+	}
+}
+
+// echoMessage writes m back as cfg says: what echoLoop does with each message, and what our
+// server does in OnMessage in the events mode.
+func echoMessage(ctx context.Context, c *websocket.Conn, m websocket.Message, cfg endpointConfig) error {
 	switch cfg.echo {
 	case echoSendFlush:
-		for {
-			m, err := c.Read(ctx)
-			if err != nil {
-				return err
-			}
-			if m.Type == websocket.MessageText {
-				err = c.SendText(m.Data)
-			} else {
-				err = c.SendBinary(m.Data)
-			}
-			if err != nil {
-				return fmt.Errorf("echo Send: %w", err)
-			}
-			if err := c.Flush(); err != nil {
-				return fmt.Errorf("echo Flush: %w", err)
+		var err error
+		if m.Type == websocket.MessageText {
+			err = c.SendText(m.Data)
+		} else {
+			err = c.SendBinary(m.Data)
+		}
+		if err != nil {
+			return fmt.Errorf("echo Send: %w", err)
+		}
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("echo Flush: %w", err)
+		}
+	case echoStream: // the events mode has whole messages; it writes them as a stream
+		w, err := c.Writer(ctx, m.Type)
+		if err != nil {
+			return fmt.Errorf("echo Writer: %w", err)
+		}
+		for b := m.Data; len(b) > 0; b = b[min(len(b), streamChunk(cfg)):] {
+			if _, err := w.Write(b[:min(len(b), streamChunk(cfg))]); err != nil {
+				return fmt.Errorf("echo stream Write: %w", err)
 			}
 		}
-	case echoStream:
-		chunk := cfg.chunk
-		if chunk <= 0 {
-			chunk = 4096
-		}
-		buf := make([]byte, chunk)
-		for {
-			typ, r, err := c.Reader(ctx)
-			if err != nil {
-				return err
-			}
-			w, err := c.Writer(ctx, typ)
-			if err != nil {
-				return fmt.Errorf("echo Writer: %w", err)
-			}
-			for {
-				n, rerr := r.Read(buf)
-				if n > 0 {
-					if _, werr := w.Write(buf[:n]); werr != nil {
-						return fmt.Errorf("echo stream Write: %w", werr)
-					}
-				}
-				if rerr == io.EOF {
-					break
-				}
-				if rerr != nil {
-					return rerr
-				}
-			}
-			if err := w.Close(); err != nil {
-				return fmt.Errorf("echo stream Close: %w", err)
-			}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("echo stream Close: %w", err)
 		}
 	default:
+		if err := c.Write(ctx, m.Type, m.Data); err != nil {
+			return fmt.Errorf("echo Write: %w", err)
+		}
+	}
+	return nil
+}
+
+func streamChunk(cfg endpointConfig) int {
+	if cfg.chunk <= 0 {
+		return 4096
+	}
+	return cfg.chunk
+}
+
+// echoStreams is echoLoop with Reader and Writer, copied in chunks.
+func echoStreams(ctx context.Context, c *websocket.Conn, cfg endpointConfig) error {
+	buf := make([]byte, streamChunk(cfg))
+	for {
+		typ, r, err := c.Reader(ctx)
+		if err != nil {
+			return err
+		}
+		w, err := c.Writer(ctx, typ)
+		if err != nil {
+			return fmt.Errorf("echo Writer: %w", err)
+		}
 		for {
-			m, err := c.Read(ctx)
-			if err != nil {
-				return err
+			n, rerr := r.Read(buf)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return fmt.Errorf("echo stream Write: %w", werr)
+				}
 			}
-			if err := c.Write(ctx, m.Type, m.Data); err != nil {
-				return fmt.Errorf("echo Write: %w", err)
+			if rerr == io.EOF {
+				break
 			}
+			if rerr != nil {
+				return rerr
+			}
+		}
+		if err := w.Close(); err != nil {
+			return fmt.Errorf("echo stream Close: %w", err)
 		}
 	}
 }
@@ -311,8 +354,8 @@ func startServerPeer(t *testing.T, cfg endpointConfig) *peer {
 		ts.Close()
 		t.Fatalf("dial test server: %v", err)
 	}
-	p := &peer{t: t, side: serverSide, conn: conn, br: bufio.NewReaderSize(conn, 64<<10),
-		rng: rand.New(rand.NewSource(time.Now().UnixNano())), our: our}
+	p := newRawClient(t, conn)
+	p.our = our
 	t.Cleanup(func() {
 		close(our.release)
 		conn.Close()
@@ -327,6 +370,12 @@ func startServerPeer(t *testing.T, cfg endpointConfig) *peer {
 	return p
 }
 
+// newRawClient is the raw peer as a client on conn, before the handshake.
+func newRawClient(t *testing.T, conn net.Conn) *peer {
+	return &peer{t: t, side: serverSide, conn: conn, br: bufio.NewReaderSize(conn, 64<<10),
+		rng: rand.New(rand.NewSource(time.Now().UnixNano()))}
+}
+
 // ourServer is our server under test: websocket.Open running the echo loop, for one connection.
 func ourServer(cfg endpointConfig, our *ourEnd) http.Handler {
 	var handlerRan atomic.Bool
@@ -336,8 +385,12 @@ func ourServer(cfg endpointConfig, our *ourEnd) http.Handler {
 			http.Error(w, "one connection per case", http.StatusServiceUnavailable)
 			return
 		}
-		defer close(our.done)
 		opts := &websocket.AcceptOptions{Options: cfg.opts}
+		if cfg.events {
+			serveEvents(w, r, opts, cfg, our)
+			return
+		}
+		defer close(our.done)
 		if cfg.accept {
 			c, err := websocket.Accept(w, r, opts)
 			if err != nil {
@@ -360,6 +413,25 @@ func ourServer(cfg endpointConfig, our *ourEnd) http.Handler {
 			our.errc <- fmt.Errorf("websocket.Open returned without running the handler: %v", openErr)
 		}
 	})
+}
+
+// serveEvents is ourServer in the events mode: the connection closes by itself after a close
+// handshake or a failure, and OnClose reports how, as Read's error does in the other modes.
+func serveEvents(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions, cfg endpointConfig, our *ourEnd) {
+	ctx, cancel := context.WithTimeout(context.Background(), endpointTimeout)
+	_, err := websocket.AcceptEvents(w, r, opts, websocket.Events{
+		OnMessage: func(c *websocket.Conn, m websocket.Message) error { return echoMessage(ctx, c, m, cfg) },
+		OnClose: func(c *websocket.Conn, err error) {
+			cancel()
+			our.errc <- err
+			close(our.done)
+		},
+	})
+	if err != nil {
+		cancel()
+		our.errc <- fmt.Errorf("websocket.AcceptEvents: %w", err)
+		close(our.done)
+	}
 }
 
 // clientHandshake writes an opening handshake request (RFC 6455 section 4.1) and checks the 101.

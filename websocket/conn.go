@@ -58,6 +58,10 @@ type Conn struct {
 	closedBy      atomic.Uint32              // a ClosedBy: the side whose close frame came first
 	onClose       func()                     // run once when the transport closes (Open's cancel)
 
+	// ev is set when the connection's messages go to Events callbacks
+	// rather than to a reading goroutine (AcceptEvents, events.go).
+	ev *eventsState
+
 	writeCtx deadlineWatcher // interrupts a write when its context ends
 
 	pings atomic.Pointer[pingWaiters] // made by the first Ping (ping.go)
@@ -78,6 +82,8 @@ type connConfig struct {
 	// connection closes.
 	ownCtx  context.Context
 	onClose func()
+
+	events *eventsState // AcceptEvents
 }
 
 func newConn(cfg connConfig) *Conn {
@@ -89,6 +95,7 @@ func newConn(cfg connConfig) *Conn {
 		deflate:     cfg.deflate,
 		ownCtx:      cfg.ownCtx,
 		onClose:     cfg.onClose,
+		ev:          cfg.events,
 		readSem:     make(chan struct{}, 1),
 		msgSem:      make(chan struct{}, 1),
 	}
@@ -131,6 +138,9 @@ func (c *Conn) CloseNow() error {
 		}
 		if c.onClose != nil {
 			c.onClose()
+		}
+		if c.ev != nil {
+			c.ev.connClosed(c)
 		}
 	})
 	return err

@@ -109,6 +109,22 @@
 // frame-reading goroutine is counted once, not per WebSocket. Keepalive adds
 // none on the client either.
 //
+// AcceptEvents is for servers with many idle connections (notifications,
+// dashboards, subscribers): on Linux, over HTTP/1.1 without TLS, a
+// connection waiting for its next message has no goroutine at all. It waits
+// in an event loop, a few epoll instances (GOMAXPROCS of them) each watched
+// by one goroutine while it has connections, and its messages go to
+// callbacks (Events) that a pool of goroutines runs, started as messages
+// come and ended when none wait. TestEventsIdleHoldsNothing measures it:
+// 1000 idle connections, the pollers' goroutines and none more, and no
+// buffer. A message partly in holds its buffer until it is whole. The
+// handshake is Accept's, in any net/http handler; over TLS and HTTP/2, and
+// on other platforms, each connection has a reading goroutine instead,
+// with the same callbacks (over HTTP/2 the handler's: AcceptEvents returns
+// when the connection ends). What the connection itself costs (the Conn, the
+// socket) stays: bench/'s idle scenario measures memory per connection for
+// Open, Accept and AcceptEvents (duplex's -variant accept and events).
+//
 // An idle connection holds no pooled buffer: buffers and (de)compressors
 // are taken while a message is in flight. Memory per idle connection on the
 // server over HTTP/1.1, as TestIdleConnectionCost measures it (live heap and

@@ -150,3 +150,27 @@ func ExampleConn_ReadInto() {
 	}
 	_ = relay
 }
+
+// AcceptEvents serves many mostly idle connections without a goroutine
+// each (on Linux): here an echo, whose messages arrive in OnMessage.
+// msg.Data is OnMessage's only until it returns; SendText copies it.
+func ExampleAcceptEvents() {
+	srv := &websocket.Server{Options: websocket.AcceptOptions{Options: websocket.Options{PingInterval: 30 * time.Second}}}
+	http.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		srv.AcceptEvents(w, r, websocket.Events{ // returns once the handshake is done
+			OnMessage: func(c *websocket.Conn, msg websocket.Message) error {
+				if msg.Type != websocket.MessageText {
+					return &websocket.CloseError{Code: websocket.StatusUnsupportedData, Reason: "text only"}
+				}
+				c.SendText(msg.Data)
+				return c.Flush()
+			},
+			OnClose: func(c *websocket.Conn, err error) {
+				if !errors.Is(err, io.EOF) {
+					log.Printf("%v: %v", c.RemoteAddr(), err)
+				}
+			},
+		})
+	})
+	// srv.Shutdown closes these connections as it closes Open's.
+}

@@ -43,6 +43,9 @@ type readState struct {
 // cancelling it after part of the message has arrived closes the connection,
 // since the rest could not be told apart from the next message.
 func (c *Conn) Read(ctx context.Context) (Message, error) {
+	if c.ev != nil {
+		return Message{}, errEventsRead
+	}
 	return c.readWhole(ctx, nil)
 }
 
@@ -117,6 +120,9 @@ func (c *Conn) readWhole(ctx context.Context, dst []byte) (Message, error) {
 // hold at once. The read limit applies to it as to Read. Calling Read or
 // Reader again discards what is left of the message.
 func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
+	if c.ev != nil {
+		return 0, nil, errEventsRead
+	}
 	if err := c.lockSem(ctx, c.readSem); err != nil {
 		return 0, nil, err
 	}
@@ -245,7 +251,18 @@ func (c *Conn) readMessage(dst []byte) (Message, error) {
 	if err := c.nextFrame(); err != nil {
 		return Message{}, err
 	}
-	data := dst[:0]
+	data, err := c.readRest(dst[:0])
+	if err != nil {
+		return Message{}, err
+	}
+	return Message{Type: c.rs.typ, Data: data}, nil
+}
+
+// readRest appends the rest of the current message's data to data. On an
+// error it returns what it appended so far: the event loop, whose reads
+// stop where the buffered input ends (errWouldBlock), goes on from there
+// when more comes.
+func (c *Conn) readRest(data []byte) ([]byte, error) {
 	for c.rs.inMessage {
 		if len(data) == cap(data) {
 			// The first frame of an unfragmented message sizes the buffer
@@ -260,13 +277,13 @@ func (c *Conn) readMessage(dst []byte) (Message, error) {
 		n, err := c.readData(data[len(data):cap(data)])
 		data = data[:len(data)+n]
 		if err != nil {
-			return Message{}, err
+			return data, err
 		}
 	}
 	if data == nil {
 		data = []byte{}
 	}
-	return Message{Type: c.rs.typ, Data: data}, nil
+	return data, nil
 }
 
 // skipMessage discards the rest of a message a Reader did not finish.
@@ -366,7 +383,7 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 		p = p[:c.rs.remaining]
 	}
 	var n int
-	direct := c.rb.buffered() == 0 && len(p) >= smallReadSize
+	direct := c.rb.buffered() == 0 && len(p) >= smallReadSize && !c.rb.nonblocking
 	if direct {
 		// Large payloads go straight from the transport to the caller.
 		var err error
@@ -433,29 +450,11 @@ func (c *Conn) nextFrame() error {
 		if err != nil {
 			return err
 		}
-		if c.client && h.masked {
-			return protoErr("server frame is masked")
-		}
-		if !c.client && !h.masked {
-			return protoErr("client frame is not masked")
-		}
-		compressed := false
-		switch {
-		case h.rsv == 0:
-		case h.rsv == bitRSV1 && c.deflate != nil && (h.opcode == opText || h.opcode == opBinary):
-			compressed = true // the first frame of a compressed message (RFC 7692 §6)
-		case h.rsv == bitRSV1 && c.deflate != nil:
-			return protoErr("RSV1 set on a continuation or control frame")
-		default:
-			return protoErr("reserved bits set with no extension negotiated")
+		compressed, err := c.checkHeader(h, c.rs.inMessage, c.rs.size)
+		if err != nil {
+			return err
 		}
 		if h.opcode.isControl() {
-			if h.opcode != opClose && h.opcode != opPing && h.opcode != opPong {
-				// Refused on its header, as a reserved data opcode is:
-				// waiting for a payload that means nothing could only
-				// turn a protocol error into a lost connection.
-				return protoErr("reserved opcode " + strconv.Itoa(int(h.opcode)))
-			}
 			// Read header and payload together, so that an interrupted
 			// read never leaves half a control frame consumed.
 			if err := c.rb.ensure(hlen + int(h.length)); err != nil {
@@ -471,11 +470,7 @@ func (c *Conn) nextFrame() error {
 			}
 			continue
 		}
-		switch h.opcode {
-		case opText, opBinary:
-			if c.rs.inMessage {
-				return protoErr("new data frame inside a fragmented message")
-			}
+		if h.opcode != opContinuation {
 			c.rs.inMessage = true
 			c.msgsIn.Add(1)
 			c.rs.typ = MessageType(h.opcode)
@@ -484,15 +479,6 @@ func (c *Conn) nextFrame() error {
 			c.rs.compressed = compressed
 			c.rs.utf8.reset()
 			c.rs.gen++
-		case opContinuation:
-			if !c.rs.inMessage {
-				return protoErr("continuation frame with no message to continue")
-			}
-		default:
-			return protoErr("reserved opcode " + strconv.Itoa(int(h.opcode)))
-		}
-		if limit := c.readLimit.Load(); limit >= 0 && c.rs.size+h.length > limit {
-			return &protocolError{code: StatusMessageTooBig, reason: "message exceeds the read limit of " + strconv.FormatInt(limit, 10) + " bytes"}
 		}
 		c.rb.consume(hlen)
 		c.rs.remaining = h.length
@@ -504,6 +490,53 @@ func (c *Conn) nextFrame() error {
 		}
 		return nil
 	}
+}
+
+// checkHeader applies every rule a frame header can be refused by before
+// its payload is read, given where the reader stands (inside a data message
+// or not, and the message's size so far): masking direction, RSV bits,
+// opcodes and their order, and the read limit (1009 before the payload
+// arrives). It reports whether the frame begins a compressed message. The
+// event loop's pre-scan (events.go) asks it too, so that a header refused
+// here is handed to the parser without waiting for its payload.
+func (c *Conn) checkHeader(h frameHeader, inMessage bool, size int64) (compressed bool, err error) {
+	if c.client && h.masked {
+		return false, protoErr("server frame is masked")
+	}
+	if !c.client && !h.masked {
+		return false, protoErr("client frame is not masked")
+	}
+	switch {
+	case h.rsv == 0:
+	case h.rsv == bitRSV1 && c.deflate != nil && (h.opcode == opText || h.opcode == opBinary):
+		compressed = true // the first frame of a compressed message (RFC 7692 §6)
+	case h.rsv == bitRSV1 && c.deflate != nil:
+		return false, protoErr("RSV1 set on a continuation or control frame")
+	default:
+		return false, protoErr("reserved bits set with no extension negotiated")
+	}
+	switch h.opcode {
+	case opClose, opPing, opPong:
+		return false, nil
+	case opText, opBinary:
+		if inMessage {
+			return false, protoErr("new data frame inside a fragmented message")
+		}
+		size = 0
+	case opContinuation:
+		if !inMessage {
+			return false, protoErr("continuation frame with no message to continue")
+		}
+	default:
+		// A reserved control opcode is refused on its header, as a
+		// reserved data opcode is: waiting for a payload that means
+		// nothing could only turn a protocol error into a lost connection.
+		return false, protoErr("reserved opcode " + strconv.Itoa(int(h.opcode)))
+	}
+	if limit := c.readLimit.Load(); limit >= 0 && size+h.length > limit {
+		return false, &protocolError{code: StatusMessageTooBig, reason: "message exceeds the read limit of " + strconv.FormatInt(limit, 10) + " bytes"}
+	}
+	return compressed, nil
 }
 
 // handleControl acts on a ping, pong or close frame.

@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"errors"
 	"io"
 	"os"
 	"sync"
@@ -44,6 +45,11 @@ type readBuffer struct {
 	r, w     int
 	lastFull bool // the last read filled the buffer: more is likely waiting
 
+	// nonblocking is the event loop's mode (events.go): fill never waits
+	// but returns errWouldBlock, so that the parser sees only the bytes
+	// the loop buffered, and the loop reads the socket with readAvailable.
+	nonblocking bool
+
 	// read counts the bytes taken from the stream, for Conn.Stats: added
 	// to by the reading goroutine alone, read by any.
 	read atomic.Uint64
@@ -70,8 +76,15 @@ func (b *readBuffer) setSource(src io.Reader) {
 	b.small = make([]byte, smallReadSize)
 }
 
+// errWouldBlock is what fill returns in the nonblocking mode: the parser
+// has reached the end of what was buffered for it.
+var errWouldBlock = errors.New("websocket: no more input buffered")
+
 // fill reads at least one more byte from src.
 func (b *readBuffer) fill() error {
+	if b.nonblocking {
+		return errWouldBlock
+	}
 	if b.raw != nil {
 		return b.fillSocket()
 	}
@@ -134,9 +147,19 @@ func (b *readBuffer) releaseIdle() {
 	}
 }
 
+// pooledSize is the size of the buffers b.pool holds.
+func (b *readBuffer) pooledSize() int {
+	if b.raw != nil {
+		return socketReadBufferSize
+	}
+	return readBufferSize
+}
+
 func (b *readBuffer) releaseBig() {
 	if b.big != nil {
-		b.pool.Put(b.big)
+		if len(*b.big) == b.pooledSize() { // not one grown by readAvailable
+			b.pool.Put(b.big)
+		}
 		b.big = nil
 	}
 }
@@ -177,7 +200,8 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 				b.buf = b.small
 				b.releaseBig()
 			}
-			return false // wait until readable
+			// The event loop waits in its own poller, not this one.
+			return b.nonblocking
 		case err != nil:
 			b.rawErr = os.NewSyscallError("read", err)
 		case n == 0:
@@ -188,6 +212,38 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// readAvailable is the event loop's read: it reads what the socket holds
+// now, without waiting, into a buffer big enough for need bytes from the
+// read position (a pooled one up to the pool's size, a buffer of its own
+// past that: a compressed message, which the parser takes only whole, may
+// be bigger than the pooled buffer; see inflateWindow). It reads once: a
+// read that does not fill the buffer has drained the socket, and the loop's
+// poller reports whatever comes next. It returns the bytes read (0: none
+// there), and io.EOF when the peer has closed.
+func (b *readBuffer) readAvailable(need int) (n int, err error) {
+	if b.r == b.w {
+		b.r, b.w = 0, 0
+	} else if b.r > 0 {
+		b.w = copy(b.buf, b.buf[b.r:b.w])
+		b.r = 0
+	}
+	if b.big != nil && b.w == len(b.buf) {
+		need = max(need, 2*len(b.buf)) // never read into no room: that reads as EOF
+	}
+	if need > b.pooledSize() && need > len(b.buf) {
+		grown := make([]byte, max(need, 2*len(b.buf)))
+		b.w = copy(grown, b.buf[:b.w])
+		b.releaseBig()
+		b.big, b.buf = &grown, grown
+	}
+	b.rawErr = nil
+	w := b.w
+	if err := b.raw.Read(b.rawRead); err != nil {
+		return 0, err
+	}
+	return b.w - w, b.rawErr
 }
 
 // preload makes p, bytes that arrived with the handshake, the first ones

@@ -24,5 +24,8 @@ import "context"
 // handling and cancellation are those of Read; on an error, buf may have
 // been partly overwritten.
 func (c *Conn) ReadInto(ctx context.Context, buf []byte) (Message, error) {
+	if c.ev != nil {
+		return Message{}, errEventsRead
+	}
 	return c.readWhole(ctx, buf)
 }

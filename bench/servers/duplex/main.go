@@ -14,6 +14,10 @@
 // the load generator sends binary messages. -variant nocontext adds
 // NoContextTakeover (the deflate-idle scenario's second Duplex column).
 //
+// -variant events (echo) serves each connection with AcceptEvents: echoEvent
+// runs from the event loop's workers, and an idle connection has no
+// goroutine.
+//
 // -variant prepared (broadcast only) is the raw prepared-message loop, the
 // hub-broadcast scenario's baseline for package hub: the publisher's reading
 // goroutine frames each message once with NewPreparedMessage and writes it
@@ -31,7 +35,7 @@ import (
 	"github.com/duplexws/duplex/websocket"
 )
 
-var features = srvkit.Features{Compression: true, Variants: []string{"accept", "nocontext", "prepared"}}
+var features = srvkit.Features{Compression: true, Variants: []string{"accept", "events", "nocontext", "prepared"}}
 
 func main() { srvkit.Main(start, features) }
 
@@ -79,6 +83,10 @@ func start(cfg srvkit.Config) (*srvkit.Server, error) {
 			}()
 			return
 		}
+		if cfg.Variant == "events" { // AcceptEvents: no goroutine while idle (Linux event loop)
+			_, _ = websocket.AcceptEvents(w, r, opts, websocket.Events{OnMessage: echoEvent})
+			return
+		}
 		_ = websocket.Open(w, r, opts, echo)
 	})
 	return srvkit.ServeHTTP(cfg, mux)
@@ -102,6 +110,16 @@ func echo(ctx context.Context, c *websocket.Conn) error {
 			return err
 		}
 	}
+}
+
+// echoEvent is echo's body for -variant events: OnMessage sends the message
+// back and flushes; msg.Data is copied into the write buffer before it
+// returns.
+func echoEvent(c *websocket.Conn, msg websocket.Message) error {
+	if err := send(c, msg); err != nil {
+		return err
+	}
+	return c.Flush()
 }
 
 func send(c *websocket.Conn, msg websocket.Message) error {
