@@ -65,7 +65,7 @@ func (b *readBuffer) consume(n int) { b.r += n }
 func (b *readBuffer) setSource(src io.Reader) {
 	b.src = src
 	b.pool = &readBufferPool
-	if sc, ok := src.(syscall.Conn); ok {
+	if sc, ok := src.(syscall.Conn); ok && rawSocketIO {
 		if raw, err := sc.SyscallConn(); err == nil {
 			b.raw = raw
 			b.rawRead = b.readSocket
@@ -190,7 +190,7 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 		b.buf = *b.big
 	}
 	for {
-		n, err := syscall.Read(int(fd), b.buf[b.w:])
+		n, err := sysRead(fd, b.buf[b.w:])
 		switch {
 		case err == syscall.EINTR:
 			continue

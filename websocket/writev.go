@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"syscall"
-	"unsafe"
 )
 
 // writeVec writes two slices with one writev where the transport supports
@@ -21,7 +20,7 @@ type writeVec struct {
 	probed   bool                  // raw was looked for
 	raw      syscall.RawConn       // the socket's, when the transport is one
 	rawWrite func(fd uintptr) bool // v.writeSocket, bound once
-	iov      [2]syscall.Iovec
+	iov      iovecs
 	rawN     int64 // bytes writeSocket wrote
 }
 
@@ -48,6 +47,9 @@ func (v *writeVec) writeTo(w io.Writer, head, tail []byte) (int64, error) {
 func (v *writeVec) writeNow(t transport, head, tail []byte) int64 {
 	if !v.probed {
 		v.probed = true
+		if !rawSocketIO {
+			return 0
+		}
 		if sc, ok := t.(syscall.Conn); ok {
 			if raw, err := sc.SyscallConn(); err == nil {
 				v.raw = raw
@@ -60,7 +62,7 @@ func (v *writeVec) writeNow(t transport, head, tail []byte) int64 {
 	}
 	v.arr, v.rawN = [2][]byte{head, tail}, 0
 	v.raw.Write(v.rawWrite) // an error means nothing was written
-	v.arr, v.iov = [2][]byte{}, [2]syscall.Iovec{}
+	v.arr = [2][]byte{}
 	return v.rawN
 }
 
@@ -74,18 +76,11 @@ func (v *writeVec) writeSocket(fd uintptr) bool {
 		var err error
 		switch {
 		case len(v.arr[0]) == 0:
-			n, err = syscall.Write(int(fd), v.arr[1])
+			n, err = sysWrite(fd, v.arr[1])
 		case len(v.arr[1]) == 0:
-			n, err = syscall.Write(int(fd), v.arr[0])
+			n, err = sysWrite(fd, v.arr[0])
 		default:
-			v.iov[0].Base, v.iov[1].Base = &v.arr[0][0], &v.arr[1][0]
-			v.iov[0].SetLen(len(v.arr[0]))
-			v.iov[1].SetLen(len(v.arr[1]))
-			r, _, errno := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v.iov[0])), 2)
-			n = int(r)
-			if errno != 0 {
-				n, err = 0, errno
-			}
+			n, err = sysWritev(fd, &v.iov, v.arr[0], v.arr[1])
 		}
 		if err == syscall.EINTR {
 			continue
