@@ -28,7 +28,7 @@ type Conn struct {
 	ownCtx context.Context
 
 	// Reading; owned by whoever holds readSem.
-	readSem chan struct{}
+	readSem sem
 	rb      readBuffer
 	rs      readState
 	ctrl    [maxControlPayload]byte
@@ -38,7 +38,7 @@ type Conn struct {
 	// Writing. msgSem is held for the whole of a data message, so that a
 	// fragmented message from Writer is never interleaved with another one;
 	// wmu is held for each frame and guards the pending buffer and state.
-	msgSem    chan struct{}
+	msgSem    sem
 	wmu       sync.Mutex
 	wbuf      *[]byte  // pending frames not yet written; nil when empty
 	wvec      writeVec // the buffers of a writev, kept here so it allocates nothing
@@ -96,8 +96,6 @@ func newConn(cfg connConfig) *Conn {
 		ownCtx:      cfg.ownCtx,
 		onClose:     cfg.onClose,
 		ev:          cfg.events,
-		readSem:     make(chan struct{}, 1),
-		msgSem:      make(chan struct{}, 1),
 	}
 	c.readLimit.Store(c.cfg.readLimit)
 	c.writeCtx.set = cfg.t.SetWriteDeadline
@@ -148,21 +146,21 @@ func (c *Conn) CloseNow() error {
 
 func (c *Conn) isClosed() bool { return c.closed.fired() }
 
-// lockSem takes a one-slot semaphore, giving up when ctx is done or the
-// connection closes. The fast path costs one channel send.
-func (c *Conn) lockSem(ctx context.Context, sem chan struct{}) error {
-	select {
-	case sem <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.closed.done():
-		return ErrClosed
+// lockSem takes one of the connection's semaphores, giving up when ctx is
+// done or the connection closes. The fast path costs one compare-and-swap.
+func (c *Conn) lockSem(ctx context.Context, s *sem) error {
+	for {
+		wake := s.tryLockOrWait()
+		if wake == nil {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.closed.done():
+			return ErrClosed
+		}
 	}
 }
 

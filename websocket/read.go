@@ -56,12 +56,10 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 // no answer waits for a message that is still on its way. Call it from the
 // goroutine that reads; it reads nothing itself.
 func (c *Conn) MessageReady() bool {
-	select {
-	case c.readSem <- struct{}{}:
-	default:
+	if !c.readSem.tryLock() {
 		return false // a read is under way elsewhere
 	}
-	defer func() { <-c.readSem }()
+	defer c.readSem.unlock()
 	if c.readErr != nil || c.rs.inMessage {
 		return false
 	}
@@ -87,10 +85,10 @@ func (c *Conn) MessageReady() bool {
 
 // readWhole is Read and ReadInto: the message's data is appended to dst[:0].
 func (c *Conn) readWhole(ctx context.Context, dst []byte) (Message, error) {
-	if err := c.lockSem(ctx, c.readSem); err != nil {
+	if err := c.lockSem(ctx, &c.readSem); err != nil {
 		return Message{}, err
 	}
-	defer func() { <-c.readSem }()
+	defer c.readSem.unlock()
 	if c.readErr != nil {
 		return Message{}, c.readErr
 	}
@@ -123,10 +121,10 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	if c.ev != nil {
 		return 0, nil, errEventsRead
 	}
-	if err := c.lockSem(ctx, c.readSem); err != nil {
+	if err := c.lockSem(ctx, &c.readSem); err != nil {
 		return 0, nil, err
 	}
-	defer func() { <-c.readSem }()
+	defer c.readSem.unlock()
 	if c.readErr != nil {
 		return 0, nil, c.readErr
 	}
@@ -155,10 +153,10 @@ var errStaleReader = errors.New("websocket: message reader used after the next m
 
 func (r *messageReader) Read(p []byte) (int, error) {
 	c := r.c
-	if err := c.lockSem(r.ctx, c.readSem); err != nil {
+	if err := c.lockSem(r.ctx, &c.readSem); err != nil {
 		return 0, err
 	}
-	defer func() { <-c.readSem }()
+	defer c.readSem.unlock()
 	if c.rs.gen != r.gen {
 		return 0, errStaleReader
 	}
