@@ -31,7 +31,6 @@ type Conn struct {
 	readSem sem
 	rb      readBuffer
 	rs      readState
-	ctrl    [maxControlPayload]byte
 	readErr error         // sticky: once reading failed it stays failed
 	msgsIn  atomic.Uint64 // data messages begun; bytes are counted by rb
 

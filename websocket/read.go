@@ -458,12 +458,7 @@ func (c *Conn) nextFrame() error {
 			if err := c.rb.ensure(hlen + int(h.length)); err != nil {
 				return err
 			}
-			payload := c.ctrl[:copy(c.ctrl[:], c.rb.bytes()[hlen:hlen+int(h.length)])]
-			c.rb.consume(hlen + int(h.length))
-			if h.masked {
-				maskBytes(h.key, payload)
-			}
-			if err := c.handleControl(h.opcode, payload); err != nil {
+			if err := c.readControl(h, hlen); err != nil {
 				return err
 			}
 			continue
@@ -561,6 +556,22 @@ func (c *Conn) handleControl(op opcode, payload []byte) error {
 	return protoErr("unknown control opcode " + strconv.Itoa(int(op)))
 }
 
+// readControl consumes the buffered control frame h, hlen bytes of header
+// and its payload, and handles it. Its payload is copied out of the read
+// buffer, which the answer (a pong, a close) may need to refill, into a
+// pooled buffer rather than one in the Conn: an idle connection then holds
+// none. (Not the stack: the pong's payload reaches the writev buffers.)
+func (c *Conn) readControl(h frameHeader, hlen int) error {
+	buf := controlPayloadPool.Get().(*[maxControlPayload]byte)
+	defer controlPayloadPool.Put(buf)
+	payload := buf[:copy(buf[:], c.rb.bytes()[hlen:hlen+int(h.length)])]
+	c.rb.consume(hlen + int(h.length))
+	if h.masked {
+		maskBytes(h.key, payload)
+	}
+	return c.handleControl(h.opcode, payload)
+}
+
 // parseClosePayload checks a close frame's payload (RFC 6455 §5.5.1, §7.4).
 func parseClosePayload(p []byte) (*CloseError, error) {
 	switch {
@@ -625,7 +636,8 @@ func (c *Conn) drainUntilClose(deadline time.Time) error {
 		if err := c.rb.ensure(int(h.length)); err != nil {
 			return err
 		}
-		payload := c.ctrl[:copy(c.ctrl[:], c.rb.bytes()[:h.length])]
+		var buf [maxControlPayload]byte
+		payload := buf[:copy(buf[:], c.rb.bytes()[:h.length])]
 		c.rb.consume(int(h.length))
 		if h.masked {
 			maskBytes(h.key, payload)
