@@ -49,8 +49,7 @@ type Conn struct {
 	// Closing.
 	closeRcvd     signal      // fired when the peer's close frame was read
 	peerClose     *CloseError // set before closeRcvd fires
-	closeRcvdOnce sync.Once
-	closed        signal // fired when the transport is closed
+	closed        signal      // fired when the transport is closed
 	closeOnce     sync.Once
 	closeCause    atomic.Pointer[CloseError] // why the connection was dropped, when it was (keepalive)
 	closeSentCode atomic.Int32               // of the close frame sent, once it was written

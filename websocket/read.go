@@ -671,11 +671,15 @@ func (c *Conn) discard(n int64) error {
 	return nil
 }
 
+// recordPeerClose records the peer's first close frame. Only the holder of
+// readSem reads frames, so no other call runs meanwhile and closeRcvd alone
+// tells whether one came before (no sync.Once needed in every Conn).
 func (c *Conn) recordPeerClose(ce *CloseError) {
-	c.closeRcvdOnce.Do(func() {
-		c.peerClose = ce
-		c.closeRcvd.fire()
-		// After closeRcvd: see writeClose.
-		c.closedBy.CompareAndSwap(0, uint32(ClosedByPeer))
-	})
+	if c.closeRcvd.fired() {
+		return
+	}
+	c.peerClose = ce // before closeRcvd fires: readers check it first
+	c.closeRcvd.fire()
+	// After closeRcvd: see writeClose.
+	c.closedBy.CompareAndSwap(0, uint32(ClosedByPeer))
 }
