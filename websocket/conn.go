@@ -19,7 +19,7 @@ type Conn struct {
 	t           transport
 	client      bool
 	subprotocol string
-	cfg         settings
+	cfg         *settings // shared with connections of equal settings: read-only
 	readLimit   atomic.Int64
 	deflate     *deflater // permessage-deflate, when negotiated
 
@@ -89,7 +89,7 @@ func newConn(cfg connConfig) *Conn {
 		t:           cfg.t,
 		client:      cfg.client,
 		subprotocol: cfg.subprotocol,
-		cfg:         cfg.opts.resolve(),
+		cfg:         sharedSettings(cfg.opts.resolve()),
 		deflate:     cfg.deflate,
 		ownCtx:      cfg.ownCtx,
 		onClose:     cfg.onClose,
