@@ -50,24 +50,30 @@ func (c *Conn) waitPeerClose() error {
 	deadline := time.Now().Add(c.cfg.closeTimeout)
 	timer := time.NewTimer(c.cfg.closeTimeout)
 	defer timer.Stop()
-	select {
-	case <-c.closeRcvd.done():
-		return nil
-	case <-c.closed.done():
-		return nil // closed under us (CloseNow, a failed read): nothing to wait for
-	case <-timer.C:
-		return errCloseTimeout
-	case c.readSem <- struct{}{}:
-		err := c.drainUntilClose(deadline)
-		<-c.readSem
-		switch {
-		case c.peerClosed():
-			return nil
-		case isTimeout(err):
-			return errCloseTimeout
+	for {
+		wake := c.readSem.tryLockOrWait()
+		if wake == nil {
+			break
 		}
-		return err
+		select {
+		case <-c.closeRcvd.done():
+			return nil
+		case <-c.closed.done():
+			return nil // closed under us (CloseNow, a failed read): nothing to wait for
+		case <-timer.C:
+			return errCloseTimeout
+		case <-wake:
+		}
 	}
+	err := c.drainUntilClose(deadline)
+	c.readSem.unlock()
+	switch {
+	case c.peerClosed():
+		return nil
+	case isTimeout(err):
+		return errCloseTimeout
+	}
+	return err
 }
 
 func truncateReason(s string) string {

@@ -19,7 +19,7 @@ type Conn struct {
 	t           transport
 	client      bool
 	subprotocol string
-	cfg         settings
+	cfg         *settings // shared with connections of equal settings: read-only
 	readLimit   atomic.Int64
 	deflate     *deflater // permessage-deflate, when negotiated
 
@@ -28,17 +28,16 @@ type Conn struct {
 	ownCtx context.Context
 
 	// Reading; owned by whoever holds readSem.
-	readSem chan struct{}
+	readSem sem
 	rb      readBuffer
 	rs      readState
-	ctrl    [maxControlPayload]byte
 	readErr error         // sticky: once reading failed it stays failed
 	msgsIn  atomic.Uint64 // data messages begun; bytes are counted by rb
 
 	// Writing. msgSem is held for the whole of a data message, so that a
 	// fragmented message from Writer is never interleaved with another one;
 	// wmu is held for each frame and guards the pending buffer and state.
-	msgSem    chan struct{}
+	msgSem    sem
 	wmu       sync.Mutex
 	wbuf      *[]byte  // pending frames not yet written; nil when empty
 	wvec      writeVec // the buffers of a writev, kept here so it allocates nothing
@@ -50,8 +49,7 @@ type Conn struct {
 	// Closing.
 	closeRcvd     signal      // fired when the peer's close frame was read
 	peerClose     *CloseError // set before closeRcvd fires
-	closeRcvdOnce sync.Once
-	closed        signal // fired when the transport is closed
+	closed        signal      // fired when the transport is closed
 	closeOnce     sync.Once
 	closeCause    atomic.Pointer[CloseError] // why the connection was dropped, when it was (keepalive)
 	closeSentCode atomic.Int32               // of the close frame sent, once it was written
@@ -91,13 +89,11 @@ func newConn(cfg connConfig) *Conn {
 		t:           cfg.t,
 		client:      cfg.client,
 		subprotocol: cfg.subprotocol,
-		cfg:         cfg.opts.resolve(),
+		cfg:         sharedSettings(cfg.opts.resolve()),
 		deflate:     cfg.deflate,
 		ownCtx:      cfg.ownCtx,
 		onClose:     cfg.onClose,
 		ev:          cfg.events,
-		readSem:     make(chan struct{}, 1),
-		msgSem:      make(chan struct{}, 1),
 	}
 	c.readLimit.Store(c.cfg.readLimit)
 	c.writeCtx.set = cfg.t.SetWriteDeadline
@@ -148,21 +144,21 @@ func (c *Conn) CloseNow() error {
 
 func (c *Conn) isClosed() bool { return c.closed.fired() }
 
-// lockSem takes a one-slot semaphore, giving up when ctx is done or the
-// connection closes. The fast path costs one channel send.
-func (c *Conn) lockSem(ctx context.Context, sem chan struct{}) error {
-	select {
-	case sem <- struct{}{}:
-		return nil
-	default:
-	}
-	select {
-	case sem <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-c.closed.done():
-		return ErrClosed
+// lockSem takes one of the connection's semaphores, giving up when ctx is
+// done or the connection closes. The fast path costs one compare-and-swap.
+func (c *Conn) lockSem(ctx context.Context, s *sem) error {
+	for {
+		wake := s.tryLockOrWait()
+		if wake == nil {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.closed.done():
+			return ErrClosed
+		}
 	}
 }
 

@@ -62,7 +62,7 @@ func startLoop(c *Conn) bool {
 	if p == nil {
 		return false
 	}
-	c.readSem <- struct{}{} // the loop is the connection's only reader for good
+	c.readSem.tryLock() // the loop is the connection's only reader for good: nobody else took it
 	c.rb.nonblocking = true
 	st := c.ev
 	st.mu.Lock()

@@ -29,6 +29,7 @@ type idleServe string
 const (
 	serveOpen   idleServe = "open"   // Open, the handler reading in net/http's goroutine
 	serveAccept idleServe = "accept" // Accept, then a goroutine of its own reading
+	serveLoop   idleServe = "events" // AcceptEvents: the event loop, no goroutine per connection
 	serveTCP    idleServe = "tcp"    // no WebSocket: a goroutine per accepted socket reading it (the floor)
 )
 
@@ -90,6 +91,18 @@ func measureIdleServer(t *testing.T, how idleServe, n int, profile string) idleC
 				}
 				_ = c.CloseNow()
 			}()
+		})}
+	case serveLoop:
+		srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, err := websocket.AcceptEvents(w, r, opts, websocket.Events{OnMessage: func(c *websocket.Conn, msg websocket.Message) error {
+				if err := c.SendBinary(msg.Data); err != nil {
+					return err
+				}
+				return c.Flush()
+			}})
+			if err == nil {
+				parked.Add(1) // on the loop from here on
+			}
 		})}
 	case serveTCP:
 		go func() {
@@ -254,7 +267,7 @@ func TestIdleConnectionCostBreakdown(t *testing.T) {
 		t.Skip("a measurement: set DUPLEX_LONG=1")
 	}
 	dir := os.Getenv("DUPLEX_MEMPROFILE")
-	for _, how := range []idleServe{serveTCP, serveAccept, serveOpen} {
+	for _, how := range []idleServe{serveTCP, serveAccept, serveLoop, serveOpen} {
 		profile := ""
 		if dir != "" {
 			profile = dir + "/idle-" + string(how) + ".pprof"
@@ -283,21 +296,32 @@ func rssBytes() int64 {
 // what it was brought down to, with a little room, so that a cost taken out
 // that comes back fails it. Over 1000 real connections, Accept + goroutine:
 // the smallest stack (2 KiB: the read path parks shallow enough), and a heap
-// (1.9 KiB now, a goroutine's descriptor included) without the close
-// signals' channels, ping and keepalive state made up front. Open: no more
-// than net/http's request and connection on top of that (2.5 KiB now),
-// without the 8 KiB of bufio buffers that Hijack handed over.
+// (1.65 KiB now, a goroutine's descriptor and net's fd included) without the
+// close signals' channels, ping and keepalive state made up front, without
+// channels for the read and message semaphores, and with a Conn in the 704
+// B size class. AcceptEvents: the same Conn, no goroutine and no stack (1.3
+// KiB now). Open: no more than net/http's request and connection on top of
+// Accept's (2.5 KiB now), without the 8 KiB of bufio buffers that Hijack
+// handed over.
 func TestIdleConnectionCost(t *testing.T) {
 	if testing.Short() {
-		t.Skip("opens 2400 connections")
+		t.Skip("opens 3600 connections")
 	}
 	const n = 1000
 	accept := measureIdleServer(t, serveAccept, n, "")
+	loop := measureIdleServer(t, serveLoop, n, "")
 	open := measureIdleServer(t, serveOpen, n, "")
 	t.Logf("accept: %v", accept)
+	t.Logf("events: %v", loop)
 	t.Logf("open:   %v", open)
-	if accept.heap > 2048 {
-		t.Errorf("Accept: %.0f heap bytes per idle connection, want at most 2048", accept.heap)
+	if accept.heap > 1800 {
+		t.Errorf("Accept: %.0f heap bytes per idle connection, want at most 1800", accept.heap)
+	}
+	if loop.heap > 1440 {
+		t.Errorf("AcceptEvents: %.0f heap bytes per idle connection, want at most 1440", loop.heap)
+	}
+	if loop.goroutines > 0.01 {
+		t.Errorf("AcceptEvents: %.2f goroutines per idle connection, want none", loop.goroutines)
 	}
 	if !websocket.RaceEnabled && accept.stack > 2560 {
 		t.Errorf("Accept: %.0f stack bytes per idle connection, want 2048 (the smallest stack)", accept.stack)

@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -173,6 +174,34 @@ type settings struct {
 	pingInterval time.Duration
 	pongTimeout  time.Duration
 }
+
+// sharedSettings returns a *settings equal to s, the same one for every
+// connection with equal settings: servers open their connections with the
+// same Options, and a pointer in each Conn is 32 bytes less than a copy.
+// Past maxSharedSettings distinct values (Options made per connection), a
+// connection gets a copy of its own.
+func sharedSettings(s settings) *settings {
+	settingsTable.Lock()
+	defer settingsTable.Unlock()
+	if p := settingsTable.m[s]; p != nil {
+		return p
+	}
+	p := &s
+	if len(settingsTable.m) < maxSharedSettings {
+		if settingsTable.m == nil {
+			settingsTable.m = make(map[settings]*settings)
+		}
+		settingsTable.m[s] = p
+	}
+	return p
+}
+
+var settingsTable struct {
+	sync.Mutex
+	m map[settings]*settings
+}
+
+const maxSharedSettings = 64
 
 func (o *Options) resolve() settings {
 	s := settings{

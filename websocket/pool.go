@@ -14,6 +14,10 @@ const (
 
 var readBufferPool = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
 
+// controlPayloadPool holds the payload of a control frame while it is
+// handled (readControl).
+var controlPayloadPool = sync.Pool{New: func() any { return new([maxControlPayload]byte) }}
+
 var writeBufferPool = sync.Pool{New: func() any { b := make([]byte, 0, writeBufferSize); return &b }}
 
 func getWriteBuffer() *[]byte { return writeBufferPool.Get().(*[]byte) }

@@ -89,7 +89,7 @@ func (c *Conn) sendPrepared(ctx context.Context, pm *PreparedMessage, flush bool
 		err = c.writeFramedLocked(ctx, frame, flush)
 	}
 	c.wmu.Unlock()
-	<-c.msgSem
+	c.msgSem.unlock()
 	return err
 }
 

@@ -56,12 +56,10 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 // no answer waits for a message that is still on its way. Call it from the
 // goroutine that reads; it reads nothing itself.
 func (c *Conn) MessageReady() bool {
-	select {
-	case c.readSem <- struct{}{}:
-	default:
+	if !c.readSem.tryLock() {
 		return false // a read is under way elsewhere
 	}
-	defer func() { <-c.readSem }()
+	defer c.readSem.unlock()
 	if c.readErr != nil || c.rs.inMessage {
 		return false
 	}
@@ -87,10 +85,10 @@ func (c *Conn) MessageReady() bool {
 
 // readWhole is Read and ReadInto: the message's data is appended to dst[:0].
 func (c *Conn) readWhole(ctx context.Context, dst []byte) (Message, error) {
-	if err := c.lockSem(ctx, c.readSem); err != nil {
+	if err := c.lockSem(ctx, &c.readSem); err != nil {
 		return Message{}, err
 	}
-	defer func() { <-c.readSem }()
+	defer c.readSem.unlock()
 	if c.readErr != nil {
 		return Message{}, c.readErr
 	}
@@ -123,10 +121,10 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	if c.ev != nil {
 		return 0, nil, errEventsRead
 	}
-	if err := c.lockSem(ctx, c.readSem); err != nil {
+	if err := c.lockSem(ctx, &c.readSem); err != nil {
 		return 0, nil, err
 	}
-	defer func() { <-c.readSem }()
+	defer c.readSem.unlock()
 	if c.readErr != nil {
 		return 0, nil, c.readErr
 	}
@@ -155,10 +153,10 @@ var errStaleReader = errors.New("websocket: message reader used after the next m
 
 func (r *messageReader) Read(p []byte) (int, error) {
 	c := r.c
-	if err := c.lockSem(r.ctx, c.readSem); err != nil {
+	if err := c.lockSem(r.ctx, &c.readSem); err != nil {
 		return 0, err
 	}
-	defer func() { <-c.readSem }()
+	defer c.readSem.unlock()
 	if c.rs.gen != r.gen {
 		return 0, errStaleReader
 	}
@@ -460,12 +458,7 @@ func (c *Conn) nextFrame() error {
 			if err := c.rb.ensure(hlen + int(h.length)); err != nil {
 				return err
 			}
-			payload := c.ctrl[:copy(c.ctrl[:], c.rb.bytes()[hlen:hlen+int(h.length)])]
-			c.rb.consume(hlen + int(h.length))
-			if h.masked {
-				maskBytes(h.key, payload)
-			}
-			if err := c.handleControl(h.opcode, payload); err != nil {
+			if err := c.readControl(h, hlen); err != nil {
 				return err
 			}
 			continue
@@ -563,6 +556,22 @@ func (c *Conn) handleControl(op opcode, payload []byte) error {
 	return protoErr("unknown control opcode " + strconv.Itoa(int(op)))
 }
 
+// readControl consumes the buffered control frame h, hlen bytes of header
+// and its payload, and handles it. Its payload is copied out of the read
+// buffer, which the answer (a pong, a close) may need to refill, into a
+// pooled buffer rather than one in the Conn: an idle connection then holds
+// none. (Not the stack: the pong's payload reaches the writev buffers.)
+func (c *Conn) readControl(h frameHeader, hlen int) error {
+	buf := controlPayloadPool.Get().(*[maxControlPayload]byte)
+	defer controlPayloadPool.Put(buf)
+	payload := buf[:copy(buf[:], c.rb.bytes()[hlen:hlen+int(h.length)])]
+	c.rb.consume(hlen + int(h.length))
+	if h.masked {
+		maskBytes(h.key, payload)
+	}
+	return c.handleControl(h.opcode, payload)
+}
+
 // parseClosePayload checks a close frame's payload (RFC 6455 §5.5.1, §7.4).
 func parseClosePayload(p []byte) (*CloseError, error) {
 	switch {
@@ -627,7 +636,8 @@ func (c *Conn) drainUntilClose(deadline time.Time) error {
 		if err := c.rb.ensure(int(h.length)); err != nil {
 			return err
 		}
-		payload := c.ctrl[:copy(c.ctrl[:], c.rb.bytes()[:h.length])]
+		var buf [maxControlPayload]byte
+		payload := buf[:copy(buf[:], c.rb.bytes()[:h.length])]
 		c.rb.consume(int(h.length))
 		if h.masked {
 			maskBytes(h.key, payload)
@@ -661,11 +671,15 @@ func (c *Conn) discard(n int64) error {
 	return nil
 }
 
+// recordPeerClose records the peer's first close frame. Only the holder of
+// readSem reads frames, so no other call runs meanwhile and closeRcvd alone
+// tells whether one came before (no sync.Once needed in every Conn).
 func (c *Conn) recordPeerClose(ce *CloseError) {
-	c.closeRcvdOnce.Do(func() {
-		c.peerClose = ce
-		c.closeRcvd.fire()
-		// After closeRcvd: see writeClose.
-		c.closedBy.CompareAndSwap(0, uint32(ClosedByPeer))
-	})
+	if c.closeRcvd.fired() {
+		return
+	}
+	c.peerClose = ce // before closeRcvd fires: readers check it first
+	c.closeRcvd.fire()
+	// After closeRcvd: see writeClose.
+	c.closedBy.CompareAndSwap(0, uint32(ClosedByPeer))
 }

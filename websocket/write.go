@@ -69,7 +69,7 @@ func (c *Conn) send(ctx context.Context, op opcode, p []byte, flush bool) error 
 	if compressed {
 		c.deflate.releaseOut()
 	}
-	<-c.msgSem
+	c.msgSem.unlock()
 	return err
 }
 
@@ -77,12 +77,11 @@ func (c *Conn) send(ctx context.Context, op opcode, p []byte, flush bool) error 
 // ctx, the WriteTimeout.
 func (c *Conn) lockMessage(ctx context.Context) error {
 	if ctx != nil {
-		return c.lockSem(ctx, c.msgSem)
+		return c.lockSem(ctx, &c.msgSem)
 	}
-	select {
-	case c.msgSem <- struct{}{}:
+	wake := c.msgSem.tryLockOrWait()
+	if wake == nil {
 		return nil
-	default:
 	}
 	var timeout <-chan time.Time
 	if c.cfg.writeTimeout > 0 {
@@ -90,13 +89,17 @@ func (c *Conn) lockMessage(ctx context.Context) error {
 		defer t.Stop()
 		timeout = t.C
 	}
-	select {
-	case c.msgSem <- struct{}{}:
-		return nil
-	case <-timeout:
-		return fmt.Errorf("websocket: another message's Writer held the connection for %v", c.cfg.writeTimeout)
-	case <-c.closed.done():
-		return ErrClosed
+	for {
+		select {
+		case <-wake:
+		case <-timeout:
+			return fmt.Errorf("websocket: another message's Writer held the connection for %v", c.cfg.writeTimeout)
+		case <-c.closed.done():
+			return ErrClosed
+		}
+		if wake = c.msgSem.tryLockOrWait(); wake == nil {
+			return nil
+		}
 	}
 }
 
@@ -409,6 +412,6 @@ func (w *messageWriter) Close() error {
 		putWriteBuffer(w.buf)
 		w.buf = nil
 	}
-	<-w.c.msgSem
+	w.c.msgSem.unlock()
 	return err
 }
