@@ -29,9 +29,9 @@ type Events struct {
 var errEventsRead = errors.New("websocket: the connection's messages go to its Events (AcceptEvents): Read, Reader and ReadInto are not available")
 
 // AcceptEvents accepts the WebSocket as Accept does and returns once the
-// handshake is done (over HTTP/2, see below); its messages then go to ev. Read, Reader and ReadInto
-// on such a Conn return an error saying so; writing (SendText, Flush, Write,
-// Ping) and closing work as on any Conn.
+// handshake is done (over HTTP/2, see below); its messages then go to ev.
+// Read, Reader and ReadInto on such a Conn return an error saying so;
+// writing (SendText, Flush, Write, Ping) and closing work as on any Conn.
 //
 // On Linux, a connection over a plain socket (HTTP/1.1 without TLS) waits
 // for its next message in an event loop: it holds no goroutine and no
@@ -39,12 +39,12 @@ var errEventsRead = errors.New("websocket: the connection's messages go to its E
 // callbacks. Over TLS, and on other platforms, the connection has a reading
 // goroutine that calls the same callbacks. Over HTTP/2, whose stream lives
 // only as long as the handler, that goroutine is the handler's: there
-// AcceptEvents returns when the connection has ended, OnClose called. Pings, pongs and close
-// frames are handled as a reading goroutine handles them; Close waits for
-// the peer's close frame, except when called while an OnMessage of the
-// event loop runs (then the loop finishes the closing handshake, and drops
-// the connection after CloseTimeout). CloseRead returns a context that ends
-// with the connection and starts no reading.
+// AcceptEvents returns when the connection has ended, OnClose called.
+// Pings, pongs and close frames are handled as a reading goroutine handles
+// them; Close waits for the peer's close frame, except when called while an
+// OnMessage of the event loop runs (then the loop finishes the closing
+// handshake, and drops the connection after CloseTimeout). CloseRead
+// returns a context that ends with the connection and starts no reading.
 //
 // OnMessage should not block for long: the pool is bounded, and a callback
 // that waits holds one of its goroutines. A write that blocks (a slow peer)
