@@ -146,8 +146,8 @@
 //     two 4 KiB bufio buffers that net/http hands over with the connection;
 //     the rest it cannot drop while it blocks, and it blocks by design: the
 //     handler runs in net/http's goroutine, and over HTTP/2 the stream lives
-//     only as long as that. For many idle connections, use Accept and a
-//     goroutine of your own.
+//     only as long as that. For many idle connections, use AcceptEvents, or
+//     Accept and a goroutine of your own.
 //
 // A process's resident memory is more than that: with GOGC=100 the heap
 // may grow to twice what is live before a collection, and each handshake
@@ -155,7 +155,8 @@
 // hijacked connection never gives back to net/http's pool. The benchmark
 // harness (bench/, the idle and deflate-idle scenarios) measures resident
 // memory per idle connection beside the peer libraries'; at 19,000
-// connections: Accept and a goroutine 7.1 KiB, Open 11.5 KiB, the plain TCP
-// server 3.5 KiB. The figures are in bench/results/REPORT.md, section
-// "Memory per idle connection", and bench/results/followup/deflate-memory.md.
+// connections: AcceptEvents 3.7 KiB, Accept and a goroutine 6.9 KiB, Open
+// 11.3 KiB, the plain TCP server with a goroutine per connection 3.5 KiB.
+// The figures are in bench/results/REPORT.md, section "Memory per idle
+// connection", and bench/results/followup/deflate-memory.md.
 package websocket
