@@ -390,12 +390,8 @@ func (c *Conn) inflateWindow() (window, need int) {
 	start, off := -1, 0 // start: where the compressed message begins
 	var size int64
 	for {
-		if len(b)-off < 2 || len(b)-off < frameHeaderSize(b[off+1]) {
-			break
-		}
-		hlen := frameHeaderSize(b[off+1])
-		h, _, err := parseFrameHeader(b[off:])
-		if err != nil {
+		h, hlen, ok, err := bufferedFrameHeader(b[off:])
+		if !ok || err != nil {
 			break
 		}
 		compressed, err := c.checkHeader(h, start >= 0, size)

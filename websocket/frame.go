@@ -83,6 +83,17 @@ func frameHeaderSize(b1 byte) int {
 	return n
 }
 
+// bufferedFrameHeader parses the frame header at the start of b, for walks
+// over buffered frames that must not wait for more: ok is false while b
+// does not hold the whole header yet; err is parseFrameHeader's.
+func bufferedFrameHeader(b []byte) (h frameHeader, hlen int, ok bool, err error) {
+	if len(b) < 2 || len(b) < frameHeaderSize(b[1]) {
+		return frameHeader{}, 0, false, nil
+	}
+	h, hlen, err = parseFrameHeader(b)
+	return h, hlen, true, err
+}
+
 // parseFrameHeader decodes a header from b, which must hold at least
 // frameHeaderSize(b[1]) bytes. It checks what the header alone can tell: the
 // minimal length encoding, the 63-bit limit and the control frame rules.

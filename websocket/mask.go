@@ -9,33 +9,8 @@ import (
 // rotated so that a following call continues where this one stopped. key is
 // the four key bytes read as a little-endian uint32.
 //
-// It works on eight bytes at a time; the unrolled loop over 32 bytes keeps the
-// common message sizes off the byte-at-a-time tail.
-func maskBytes(key uint32, b []byte) uint32 {
-	if len(b) >= 8 {
-		k := uint64(key)<<32 | uint64(key)
-		for len(b) >= 32 {
-			v0 := binary.LittleEndian.Uint64(b[0:8])
-			v1 := binary.LittleEndian.Uint64(b[8:16])
-			v2 := binary.LittleEndian.Uint64(b[16:24])
-			v3 := binary.LittleEndian.Uint64(b[24:32])
-			binary.LittleEndian.PutUint64(b[0:8], v0^k)
-			binary.LittleEndian.PutUint64(b[8:16], v1^k)
-			binary.LittleEndian.PutUint64(b[16:24], v2^k)
-			binary.LittleEndian.PutUint64(b[24:32], v3^k)
-			b = b[32:]
-		}
-		for len(b) >= 8 {
-			binary.LittleEndian.PutUint64(b, binary.LittleEndian.Uint64(b)^k)
-			b = b[8:]
-		}
-	}
-	for i := range b {
-		b[i] ^= byte(key)
-		key = bits.RotateLeft32(key, -8)
-	}
-	return key
-}
+// It is maskCopy in place: maskCopy reads each word before it writes it.
+func maskBytes(key uint32, b []byte) uint32 { return maskCopy(key, b, b) }
 
 // maskCopy copies src into dst (which must be as long) XORed with the
 // masking key, and returns the key rotated as maskBytes does. Unmasking

@@ -66,13 +66,9 @@ func (c *Conn) MessageReady() bool {
 	// Walk the buffered frames: control frames are handled on the way by
 	// the next read; a message is whole at its final frame.
 	b := c.rb.bytes()
-	for len(b) >= 2 {
-		hlen := frameHeaderSize(b[1])
-		if len(b) < hlen {
-			return false
-		}
-		h, _, err := parseFrameHeader(b)
-		if err != nil || h.length > int64(len(b)-hlen) {
+	for {
+		h, hlen, ok, err := bufferedFrameHeader(b)
+		if !ok || err != nil || h.length > int64(len(b)-hlen) {
 			return false
 		}
 		b = b[hlen+int(h.length):]
@@ -80,7 +76,6 @@ func (c *Conn) MessageReady() bool {
 			return true
 		}
 	}
-	return false
 }
 
 // readWhole is Read and ReadInto: the message's data is appended to dst[:0].
