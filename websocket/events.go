@@ -268,8 +268,9 @@ func (c *Conn) endCause() *CloseError {
 }
 
 // serveReady reads what the socket holds and parses it, until a read comes
-// back short (the socket was drained), then waits for the poller again. It reports whether it
-// handed the end of the connection to a goroutine of its own.
+// back short (the socket was drained), then waits for the poller again. It
+// reports whether it handed the end of the connection to a goroutine of its
+// own.
 func (c *Conn) serveReady() (handedOff bool) {
 	need := 0
 	c.ev.mu.Lock()
