@@ -180,6 +180,7 @@ type churnRig struct {
 	rawRT              http.RoundTripper // its client side
 
 	acceptOpen atomic.Int64 // connections from /accept not yet ended
+	openEnds   atomic.Int64 // End hooks of /open's connections that returned
 	readErrs   sync.Map     // *http.Request -> error: how /open's handler's Read ended
 
 	mu       sync.Mutex
@@ -276,6 +277,7 @@ func (r *churnRig) openEnded(info websocket.EndInfo) {
 	err, _ := r.readErrs.LoadAndDelete(info.Request)
 	readErr, _ := err.(error)
 	r.record(info.Request, serverOutcome(readErr, info.Stats))
+	r.openEnds.Add(1)
 }
 
 // serverOutcome says how the server's last Read ended and what close frame it sent.
@@ -536,7 +538,13 @@ func (r *churnRig) abandonH2Handshake(ctx context.Context, c churnCycle, rng *ra
 // saw each end for what it was, and that it saw every connection that was not abandoned.
 func (r *churnRig) checkOutcomes(cycles int) {
 	t := r.t
-	if !pollUntil(15*time.Second, func() bool { return r.server.Stats().Open == 0 && r.acceptOpen.Load() == 0 }) {
+	// The End hook runs after a connection has left Stats().Open (hooks.go),
+	// so the hooks are waited for too: Open == 0 alone raced the last one.
+	done := func() bool {
+		st := r.server.Stats()
+		return st.Open == 0 && r.acceptOpen.Load() == 0 && r.openEnds.Load() == int64(st.Ended)
+	}
+	if !pollUntil(15*time.Second, done) {
 		t.Errorf("15s after the clients were done, the server still has %d connections of Open and %d of Accept",
 			r.server.Stats().Open, r.acceptOpen.Load())
 	}

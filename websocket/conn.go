@@ -39,9 +39,8 @@ type Conn struct {
 	// wmu is held for each frame and guards the pending buffer and state.
 	msgSem    sem
 	wmu       sync.Mutex
-	wbuf      *[]byte  // pending frames not yet written; nil when empty
-	wvec      writeVec // the buffers of a writev, kept here so it allocates nothing
-	werr      error    // sticky write error
+	wbuf      *[]byte // pending frames not yet written; nil when empty
+	werr      error   // sticky write error
 	closeSent bool
 	msgsOut   atomic.Uint64 // data messages handed to the queue or the transport
 	bytesOut  atomic.Uint64 // bytes the transport took
@@ -60,7 +59,9 @@ type Conn struct {
 	// rather than to a reading goroutine (AcceptEvents, events.go).
 	ev *eventsState
 
-	writeCtx deadlineWatcher // interrupts a write when its context ends
+	// writeCtx interrupts a write when its context ends; made by the first
+	// write that has to wait under a context that can end (under wmu).
+	writeCtx *deadlineWatcher
 
 	pings atomic.Pointer[pingWaiters] // made by the first Ping (ping.go)
 	alive *keepaliveState             // with keepalive only (keepalive.go)
@@ -96,7 +97,6 @@ func newConn(cfg connConfig) *Conn {
 		ev:          cfg.events,
 	}
 	c.readLimit.Store(c.cfg.readLimit)
-	c.writeCtx.set = cfg.t.SetWriteDeadline
 	c.rb.setSource(cfg.t)
 	c.rb.preload(cfg.prefix)
 	// Only now may anything else see the connection.

@@ -314,11 +314,11 @@ func TestIdleConnectionCost(t *testing.T) {
 	t.Logf("accept: %v", accept)
 	t.Logf("events: %v", loop)
 	t.Logf("open:   %v", open)
-	if accept.heap > 1800 {
-		t.Errorf("Accept: %.0f heap bytes per idle connection, want at most 1800", accept.heap)
+	if accept.heap > 1500 {
+		t.Errorf("Accept: %.0f heap bytes per idle connection, want at most 1500", accept.heap)
 	}
-	if loop.heap > 1440 {
-		t.Errorf("AcceptEvents: %.0f heap bytes per idle connection, want at most 1440", loop.heap)
+	if loop.heap > 1100 {
+		t.Errorf("AcceptEvents: %.0f heap bytes per idle connection, want at most 1100", loop.heap)
 	}
 	if loop.goroutines > 0.01 {
 		t.Errorf("AcceptEvents: %.2f goroutines per idle connection, want none", loop.goroutines)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -53,17 +54,35 @@ type transport interface {
 // server's hijacked net.Conn, or the client's upgraded connection.
 type socketTransport struct {
 	net.Conn
-	reads deadlineWatcher
+
+	// reads is made by the first read under a context that can end: most
+	// connections read under Open's own context, or under none, and an
+	// idle connection should not carry a watcher it never uses. Only the
+	// reader stores it; Close loads it from any goroutine.
+	reads atomic.Pointer[deadlineWatcher]
 }
 
 func newSocketTransport(nc net.Conn) *socketTransport {
-	t := &socketTransport{Conn: nc}
-	t.reads.set = nc.SetReadDeadline
-	return t
+	return &socketTransport{Conn: nc}
 }
 
-func (t *socketTransport) beginRead(ctx context.Context) { t.reads.begin(ctx) }
-func (t *socketTransport) endRead()                      { t.reads.end() }
+func (t *socketTransport) beginRead(ctx context.Context) {
+	w := t.reads.Load()
+	if w == nil {
+		if ctx == nil || ctx.Done() == nil {
+			return
+		}
+		w = &deadlineWatcher{set: t.Conn.SetReadDeadline}
+		t.reads.Store(w)
+	}
+	w.begin(ctx)
+}
+
+func (t *socketTransport) endRead() {
+	if w := t.reads.Load(); w != nil {
+		w.end()
+	}
+}
 
 func (t *socketTransport) closeWrite() error {
 	if cw, ok := t.Conn.(interface{ CloseWrite() error }); ok {
@@ -74,7 +93,9 @@ func (t *socketTransport) closeWrite() error {
 
 func (t *socketTransport) Close() error {
 	err := t.Conn.Close()
-	t.reads.clear()
+	if w := t.reads.Load(); w != nil {
+		w.clear()
+	}
 	return err
 }
 

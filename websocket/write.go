@@ -182,17 +182,20 @@ func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 	}
 	var n int64
 	var err error
+	v := getWriteVec()
 	if ctx == nil || ctx.Err() == nil {
 		// What the socket takes at once needs no deadline: only a write
-		// that would wait arms one.
-		n = c.wvec.writeNow(c.t, head, tail)
+		// that would wait arms one. rb.raw is the socket's RawConn, set
+		// before the Conn is shared and never changed.
+		n = v.writeNow(c.rb.raw, head, tail)
 		head, tail = skipBytes(head, tail, n)
 	}
 	if len(head)+len(tail) > 0 || (ctx != nil && ctx.Err() != nil) {
 		var k int64
-		k, err = c.writeWaiting(ctx, head, tail)
+		k, err = c.writeWaiting(ctx, v, head, tail)
 		n += k
 	}
+	putWriteVec(v)
 	c.bytesOut.Add(uint64(n))
 	putWriteBuffer(c.wbuf)
 	c.wbuf = nil
@@ -224,10 +227,10 @@ func contextEnded(ctx context.Context) error {
 	return nil
 }
 
-// writeWaiting writes head and then tail through the transport, waiting
-// at most until ctx's deadline or the WriteTimeout, and interrupted when
-// ctx ends.
-func (c *Conn) writeWaiting(ctx context.Context, head, tail []byte) (int64, error) {
+// writeWaiting writes head and then tail through the transport (with v's
+// writev when both are there), waiting at most until ctx's deadline or the
+// WriteTimeout, and interrupted when ctx ends.
+func (c *Conn) writeWaiting(ctx context.Context, v *writeVec, head, tail []byte) (int64, error) {
 	var deadline time.Time
 	if ctx != nil {
 		deadline, _ = ctx.Deadline()
@@ -235,8 +238,13 @@ func (c *Conn) writeWaiting(ctx context.Context, head, tail []byte) (int64, erro
 	if deadline.IsZero() && c.cfg.writeTimeout > 0 {
 		deadline = time.Now().Add(c.cfg.writeTimeout)
 	}
-	c.writeCtx.begin(ctx)
-	defer c.writeCtx.end()
+	if c.writeCtx == nil && ctx != nil && ctx.Done() != nil {
+		c.writeCtx = &deadlineWatcher{set: c.t.SetWriteDeadline}
+	}
+	if w := c.writeCtx; w != nil {
+		w.begin(ctx)
+		defer w.end()
+	}
 	c.t.SetWriteDeadline(deadline)
 	if ctx != nil {
 		if err := ctx.Err(); err != nil {
@@ -251,7 +259,7 @@ func (c *Conn) writeWaiting(ctx context.Context, head, tail []byte) (int64, erro
 		k, err := c.t.Write(tail)
 		return int64(k), err
 	}
-	return c.wvec.writeTo(c.t, head, tail)
+	return v.writeTo(c.t, head, tail)
 }
 
 // writeControl writes a ping or pong at once, between the frames of a

@@ -3,12 +3,14 @@ package websocket
 import (
 	"io"
 	"net"
+	"sync"
 	"syscall"
 )
 
 // writeVec writes two slices with one writev where the transport supports
-// it. It lives in the Conn because a net.Buffers built on the stack escapes
-// through the io.Writer: two allocations for every large write.
+// it. It is pooled because a net.Buffers built on the stack escapes through
+// the io.Writer (two allocations for every large write), and a write needs
+// it only while it runs: an idle connection should not carry its 144 bytes.
 //
 // Over a socket it first writes without the runtime's poller (writeNow):
 // most writes fit in the socket's send buffer and need no deadline, and
@@ -17,12 +19,20 @@ type writeVec struct {
 	arr  [2][]byte
 	bufs net.Buffers
 
-	probed   bool                  // raw was looked for
-	raw      syscall.RawConn       // the socket's, when the transport is one
-	rawWrite func(fd uintptr) bool // v.writeSocket, bound once
+	rawWrite func(fd uintptr) bool // v.writeSocket, bound once per pooled writeVec
 	iov      iovecs
 	rawN     int64 // bytes writeSocket wrote
 }
+
+var writeVecPool = sync.Pool{New: func() any {
+	v := new(writeVec)
+	v.rawWrite = v.writeSocket
+	return v
+}}
+
+func getWriteVec() *writeVec { return writeVecPool.Get().(*writeVec) }
+
+func putWriteVec(v *writeVec) { writeVecPool.Put(v) }
 
 // writeTo writes head, then tail, to w. It keeps no reference to either
 // afterwards, so a connection pins no caller's slice or prepared frame.
@@ -39,29 +49,17 @@ func (v *writeVec) writeTo(w io.Writer, head, tail []byte) (int64, error) {
 	return n, err
 }
 
-// writeNow writes as much of head, then tail, as the socket takes without
-// waiting, and returns how many bytes that was. It returns 0 when t is not a
-// socket, when the socket's write deadline has passed or it is closed: the
-// caller writes what is left the ordinary way, under a deadline, and meets
-// any error there.
-func (v *writeVec) writeNow(t transport, head, tail []byte) int64 {
-	if !v.probed {
-		v.probed = true
-		if !rawSocketIO {
-			return 0
-		}
-		if sc, ok := t.(syscall.Conn); ok {
-			if raw, err := sc.SyscallConn(); err == nil {
-				v.raw = raw
-				v.rawWrite = v.writeSocket
-			}
-		}
-	}
-	if v.raw == nil {
+// writeNow writes as much of head, then tail, as the socket raw takes
+// without waiting, and returns how many bytes that was. It returns 0 when
+// raw is nil (the transport is not a socket), when the socket's write
+// deadline has passed or it is closed: the caller writes what is left the
+// ordinary way, under a deadline, and meets any error there.
+func (v *writeVec) writeNow(raw syscall.RawConn, head, tail []byte) int64 {
+	if raw == nil {
 		return 0
 	}
 	v.arr, v.rawN = [2][]byte{head, tail}, 0
-	v.raw.Write(v.rawWrite) // an error means nothing was written
+	raw.Write(v.rawWrite) // an error means nothing was written
 	v.arr = [2][]byte{}
 	return v.rawN
 }
