@@ -34,6 +34,23 @@ func (r *runner) settledRSS(pid int) int64 {
 	return prev
 }
 
+// scavengedRSS waits for the server's RSS to stop falling after a
+// collection and returns it. The runtime's scavenger gives freed memory
+// back in bursts spread over seconds, so settledRSS's 200 ms steps would
+// take a pause between two bursts for the end: this compares RSS 2 s apart.
+func (r *runner) scavengedRSS(pid int) int64 {
+	prev, _ := rssBytes(pid)
+	for range 15 {
+		time.Sleep(2 * time.Second)
+		cur, _ := rssBytes(pid)
+		if float64(prev-cur) < 0.005*float64(cur) {
+			return cur
+		}
+		prev = cur
+	}
+	return prev
+}
+
 // idle opens the idle steps' connection counts one after the other on one
 // server and reads its RSS at each, once it has settled.
 func (r *runner) idle(lib string, round int) []report.Record {
@@ -115,6 +132,13 @@ func (r *runner) idleScenario(scenario, lib string, round int, variant string) [
 		rss := r.settledRSS(srv.pid)
 		rec.RSSBase, rec.RSS = rss0, rss
 		rec.BytesPerConn = float64(rss-rss0) / float64(ev.N)
+		if !compress && i == len(steps)-1 {
+			// Steady, at the largest count: after the collection the
+			// runtime would run by itself two idle minutes later, and
+			// the scavenger's return of what it freed.
+			srv.send("gc")
+			rec.SteadyBytesPerConn = float64(r.scavengedRSS(srv.pid)-rss0) / float64(ev.N)
+		}
 		if ev.N < n {
 			rec.Lost = int64(n - ev.N)
 			rec.Err = fmt.Sprintf("only %d of %d connections opened", ev.N, n)

@@ -46,13 +46,24 @@ func (a *agg) idle(b *strings.Builder, plots map[string]string) {
 	if p, ok := plots["idle"]; ok {
 		w("![idle memory](%s)\n\n", p)
 	}
-	a.idleModes(b)
+	a.idleModes(b, perConn, false)
+	if !a.steadyIdle() {
+		return // a run from before the steady figure
+	}
+	w("### Steady: after the runtime's periodic collection\n\n")
+	w("The same servers at the largest count, measured again after one garbage collection (the one Go's runtime runs by itself once a server has been idle for two minutes, sent to every server alike through its stdin) and the RSS settling again. The figures above include the room the collector's pacing (GOGC=100) leaves the heap to fill with the handshakes' garbage (net/http's 4 KiB reader and writer of each hijacked connection, the request, its headers), which stays resident until that collection: a server whose connections arrived at once holds about twice its live heap. These hold what an idle server keeps for good.\n\n")
+	last := cs[len(cs)-1:] // measured steady at the largest count only
+	t = grid("connections", last, connsHead, cols, columnHead, a.values(steadyConn, kib))
+	r = grid("connections", last, connsHead, cols, columnHead, a.ratio(ratios{f: steadyConn, floor: a.sameCellFloor(steadyConn), floorSelf: true}))
+	w("%s\nRatios:\n\n%s\n", t, r)
+	a.idleModes(b, steadyConn, true)
 }
 
 // idleModes compares Duplex's modes: Open (the main tables) and each server
 // variant that ran in IdleVariant (Accept + go, the event loop), with the
-// floor and the best peer beside them.
-func (a *agg) idleModes(b *strings.Builder) {
+// floor and the best peer beside them, by f (perConn, or steadyConn when
+// steady).
+func (a *agg) idleModes(b *strings.Builder, f metric, steady bool) {
 	variants := a.variants[IdleVariant]
 	if len(variants) == 0 {
 		return
@@ -73,29 +84,51 @@ func (a *agg) idleModes(b *strings.Builder) {
 	for _, x := range a.cells(IdleVariant) {
 		rows = append(rows, at{Idle, x.conns, x.payload})
 	}
-	values := a.values(perConn, kib)
+	if steady && len(rows) > 0 {
+		rows = rows[len(rows)-1:] // measured steady at the largest count only
+	}
+	values := a.values(f, kib)
 	t := grid("connections", rows, connsHead, cols, columnHead, func(x at, c column) string { return values(rowsAt(x, c.series), c) })
 	cmp := cols[:len(cols)-1]
 	r := grid("connections", rows, connsHead, cmp, columnHead, func(x at, c column) string {
-		s := a.stat(rowsAt(x, c.series), c.series, perConn)
+		s := a.stat(rowsAt(x, c.series), c.series, f)
 		if !s.ok() {
 			return cell(s, kib, false)
 		}
-		_, best := a.best(x, perConn, false, peers)
-		out := ratio(s.med, best) + " · " + ratio(s.med, a.stat(x, Floor, perConn).orNaN())
+		_, best := a.best(x, f, false, peers)
+		out := ratio(s.med, best) + " · " + ratio(s.med, a.stat(x, Floor, f).orNaN())
 		if c.series != Ours {
-			out += " · " + ratio(a.stat(x, Ours, perConn).orNaN(), s.med)
+			out += " · " + ratio(a.stat(x, Ours, f).orNaN(), s.med)
 		}
 		return out
 	})
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
-	w("### Duplex's modes\n\nThe same echo server, served each way:\n\n")
-	for _, c := range cols[:len(cols)-1] {
-		d := modeOf[c.series]
-		if d == "" {
-			d = "servers/duplex -variant " + strings.TrimSuffix(strings.TrimPrefix(c.series, Ours+" ("), ")")
+	if steady {
+		w("#### Duplex's modes, steady\n\n")
+	} else {
+		w("### Duplex's modes\n\nThe same echo server, served each way:\n\n")
+		for _, c := range cols[:len(cols)-1] {
+			d := modeOf[c.series]
+			if d == "" {
+				d = "servers/duplex -variant " + strings.TrimSuffix(strings.TrimPrefix(c.series, Ours+" ("), ")")
+			}
+			w("- **%s**: %s.\n", c.head, d)
 		}
-		w("- **%s**: %s.\n", c.head, d)
 	}
 	w("\n%s\nRatios `A× · B× · C×`: A against the best peer, B against the TCP floor (goroutine per connection), C: Open against this mode.\n\n%s\n", t, r)
+}
+
+// steadyIdle reports whether the run measured idle memory steady too
+// (SteadyBytesPerConn; runs before it have none).
+func (a *agg) steadyIdle() bool {
+	for k, rs := range a.recs {
+		if k.at.scenario == Idle || k.at.scenario == IdleVariant {
+			for _, r := range rs {
+				if r.SteadyBytesPerConn > 0 {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

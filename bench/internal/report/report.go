@@ -65,6 +65,7 @@ var (
 	p99        metric = func(r Record) float64 { return r.P99 }
 	p999       metric = func(r Record) float64 { return r.P999 }
 	perConn    metric = func(r Record) float64 { return r.BytesPerConn }
+	steadyConn metric = func(r Record) float64 { return r.SteadyBytesPerConn }
 	deliveries metric = func(r Record) float64 { return r.DeliveriesPerSec }
 	loadBusy   metric = func(r Record) float64 { return r.LoadBusy }
 	reads      metric = func(r Record) float64 { return r.ReadsPerMsg }

@@ -126,21 +126,33 @@ func (a *agg) targets() []target {
 	}
 	out = append(out, df.target("permessage-deflate echo: msgs/s at or above gws's, mode for mode", fmt.Sprintf("%s ÷ gws, both %s", ours, gwsMode)))
 
-	// Idle: at the largest count that every figure needed was measured at.
+	out = append(out, a.idleTargets(perConn, "")...)
+	if a.steadyIdle() {
+		out = append(out, a.idleTargets(steadyConn, ", steady (after the runtime's periodic collection)")...)
+	}
+	return out
+}
+
+// idleTargets judges the idle targets by f (perConn, or steadyConn), at
+// the largest count that every figure needed was measured at; how is added
+// to the targets' names.
+func (a *agg) idleTargets(f metric, how string) []target {
 	acc := Series(Ours, "accept")
 	var accFloor, openAcc check
-	if vx, ok := a.largestIdle(acc); ok {
+	if vx, ok := a.largestIdle(acc, f); ok {
 		x := at{Idle, vx.conns, vx.payload}
-		q := a.stat(vx, acc, perConn).orNaN() / a.stat(x, Floor, perConn).orNaN()
+		q := a.stat(vx, acc, f).orNaN() / a.stat(x, Floor, f).orNaN()
 		accFloor.add(fmt.Sprintf("c=%d", x.conns), q, q <= acceptOverFloor)
-		q = a.stat(x, Ours, perConn).orNaN() / a.stat(vx, acc, perConn).orNaN()
+		q = a.stat(x, Ours, f).orNaN() / a.stat(vx, acc, f).orNaN()
 		openAcc.add(fmt.Sprintf("c=%d", x.conns), q, q <= openOverAccept)
 	}
-	out = append(out, accFloor.target(fmt.Sprintf("Idle: Accept + goroutine within %.1f× the goroutine-per-connection TCP floor", acceptOverFloor), "duplex (accept) ÷ tcp"))
-	out = append(out, openAcc.target(fmt.Sprintf("Idle: Open within %.0f%% of Accept + goroutine", 100*(openOverAccept-1)), "duplex ÷ duplex (accept)"))
+	out := []target{
+		accFloor.target(fmt.Sprintf("Idle: Accept + goroutine within %.1f× the goroutine-per-connection TCP floor%s", acceptOverFloor, how), "duplex (accept) ÷ tcp"),
+		openAcc.target(fmt.Sprintf("Idle: Open within %.0f%% of Accept + goroutine%s", 100*(openOverAccept-1), how), "duplex ÷ duplex (accept)"),
+	}
 
-	ev := target{name: fmt.Sprintf("Event-loop mode: at most %s per idle connection at %dk connections", kib(eventsBytes), eventsConns/1000)}
-	ex, ok := a.largestIdle(Series(Ours, "events"))
+	ev := target{name: fmt.Sprintf("Event-loop mode: at most %s per idle connection at %dk connections%s", kib(eventsBytes), eventsConns/1000, how)}
+	ex, ok := a.largestIdle(Series(Ours, "events"), f)
 	switch {
 	case !ok && slices.Contains(a.variants[IdleVariant], Series(Ours, "events")):
 		ev.figure = "duplex (events) ran, but has no figure (see Failed runs)"
@@ -149,7 +161,7 @@ func (a *agg) targets() []target {
 	case ex.conns < eventsConns:
 		ev.figure = fmt.Sprintf("largest count in this run: %d", ex.conns)
 	default:
-		v := a.stat(ex, Series(Ours, "events"), perConn)
+		v := a.stat(ex, Series(Ours, "events"), f)
 		ev.figure = fmt.Sprintf("%s at c=%d", kib(v.med), ex.conns)
 		ev.status = met
 		if v.med > eventsBytes {
@@ -160,11 +172,11 @@ func (a *agg) targets() []target {
 }
 
 // largestIdle is the IdleVariant cell with the most connections at which
-// series (a Duplex variant) has a figure.
-func (a *agg) largestIdle(series string) (at, bool) {
+// series (a Duplex variant) has a figure by f.
+func (a *agg) largestIdle(series string, f metric) (at, bool) {
 	cs := a.cells(IdleVariant)
 	for i := len(cs) - 1; i >= 0; i-- {
-		if a.stat(cs[i], series, perConn).ok() {
+		if a.stat(cs[i], series, f).ok() {
 			return cs[i], true
 		}
 	}

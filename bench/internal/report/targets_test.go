@@ -205,3 +205,32 @@ func TestTargetSection(t *testing.T) {
 		}
 	}
 }
+
+// With steady figures (after a collection) the three idle targets are
+// judged again on them, apart from the figures right after the handshakes:
+// here Accept is over the bound right after them and within it steady, the
+// event loop the other way round.
+func TestTargetsIdleSteady(t *testing.T) {
+	recs := onTarget()
+	steady := map[string]float64{Ours: 4000, Floor: 3000, "gws": 8000, Series(Ours, "accept"): 3900, Series(Ours, "events"): 2100}
+	for i := range recs {
+		r := &recs[i]
+		if (r.Scenario == Idle || r.Scenario == IdleVariant) && r.Conns == 19000 {
+			r.SteadyBytesPerConn = steady[Series(r.Lib, r.Variant)]
+		}
+	}
+	recs = change(recs, IdleVariant, Series(Ours, "accept"), func(r *Record) { r.BytesPerConn = 1.6 * 3800 })
+	recs = change(recs, Idle, Ours, func(r *Record) { r.BytesPerConn = 1.6 * 3800 })
+	ts := newAgg(fixture(recs...)).targets()
+	if len(ts) != 11 {
+		t.Fatalf("%d targets, want the issue's 8 and the 3 idle ones steady", len(ts))
+	}
+	for i, want := range map[int]status{5: notMet, 6: met, 7: met, 8: met, 9: met, 10: notMet} {
+		if ts[i].status != want {
+			t.Errorf("%s: %v (%s), want %v", ts[i].name, ts[i].status, ts[i].figure, want)
+		}
+	}
+	if !strings.Contains(ts[8].name, "steady") || ts[8].figure != "c=19000 1.30× (duplex (accept) ÷ tcp)" {
+		t.Errorf("%s: %q", ts[8].name, ts[8].figure)
+	}
+}

@@ -112,6 +112,11 @@ type Record struct {
 	RSSBase      int64   `json:"rss_base,omitempty"`
 	RSS          int64   `json:"rss,omitempty"`
 	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
+	// SteadyBytesPerConn is BytesPerConn measured again after a garbage
+	// collection (the one the runtime runs by itself after two idle
+	// minutes) and the RSS settling again: what an idle server holds for
+	// good, without the handshakes' garbage the heap had room for.
+	SteadyBytesPerConn float64 `json:"steady_bytes_per_conn,omitempty"`
 
 	// broadcast (latencies in P50/P99/P999 are delivery lags)
 	DeliveriesPerSec float64 `json:"deliveries_per_sec,omitempty"`
