@@ -51,6 +51,9 @@ func accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, cfg con
 		cfg.t, err = acceptHTTP2(w, r, opts, subprotocol, extensions) // http2.go
 	} else {
 		cfg.t, cfg.prefix, err = acceptHTTP1(w, r, opts, subprotocol, extensions)
+		if err == nil && cfg.events != nil {
+			cfg.t = loopTransport(cfg.t) // eventsocket_linux.go
+		}
 	}
 	if err != nil {
 		return nil, err

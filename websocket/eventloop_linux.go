@@ -23,8 +23,14 @@ import (
 // would (5% of the server's CPU in an echo profile). Go's runtime poller
 // keeps the socket too: writes block there, as on any Conn.
 
-// loopEvents is what a connection waits for: data, or the peer's FIN.
-const loopEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLET&0xFFFFFFFF // syscall.EPOLLET is negative
+// loopEvents is what a connection waits for: data, or the peer's FIN; and,
+// for a write waiting on a full socket buffer (eventsocket_linux.go), room.
+// Edge-triggered, EPOLLOUT is reported when room comes after a write found
+// none, and along with the other events: it costs no wake-up of its own.
+const loopEvents = syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | syscall.EPOLLET&0xFFFFFFFF // syscall.EPOLLET is negative
+
+// readEvents are the events that make a connection's worker read it.
+const readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
 
 // loopState is a connection's registration in its poller, set under the
 // eventsState's lock.
@@ -206,7 +212,13 @@ func (p *poller) run() {
 			p.mu.Lock()
 			c := p.conns[id]
 			p.mu.Unlock()
-			if c != nil {
+			if c == nil {
+				continue
+			}
+			if s, ok := c.t.(*eventSocket); ok {
+				s.ready(e.Events)
+			}
+			if e.Events&readEvents != 0 {
 				c.schedule(e.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0)
 			}
 		}

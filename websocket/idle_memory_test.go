@@ -317,8 +317,8 @@ func TestIdleConnectionCost(t *testing.T) {
 	if accept.heap > 1500 {
 		t.Errorf("Accept: %.0f heap bytes per idle connection, want at most 1500", accept.heap)
 	}
-	if loop.heap > 1100 {
-		t.Errorf("AcceptEvents: %.0f heap bytes per idle connection, want at most 1100", loop.heap)
+	if loop.heap > 900 {
+		t.Errorf("AcceptEvents: %.0f heap bytes per idle connection, want at most 900", loop.heap)
 	}
 	if loop.goroutines > 0.01 {
 		t.Errorf("AcceptEvents: %.2f goroutines per idle connection, want none", loop.goroutines)
