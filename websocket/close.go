@@ -26,7 +26,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		c.CloseNow()
 		return fmt.Errorf("websocket: close code %d may not be sent", int(code))
 	}
-	if c.closesFromLoop() {
+	if c.inLoopCallback() {
 		c.closeWithoutWaiting(code, reason) // events.go
 		return nil
 	}

@@ -479,10 +479,11 @@ func (c *Conn) closeWithoutWaiting(code StatusCode, reason string) {
 	st.mu.Unlock()
 }
 
-// closesFromLoop reports whether Close must not wait for the peer's close
-// frame: it may be running in the event loop's callback, which alone reads
-// that frame.
-func (c *Conn) closesFromLoop() bool {
+// inLoopCallback reports whether an OnMessage of the event loop may be
+// running, from which the caller may be called: then Close must not wait
+// for the peer's close frame, which the loop alone reads, and MessageReady
+// looks at what the loop buffered.
+func (c *Conn) inLoopCallback() bool {
 	return c.ev != nil && c.ev.onLoop.Load() && c.ev.inCallback.Load()
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +114,56 @@ func TestEventSocketWaits(t *testing.T) {
 	}
 	if n := fds(); n > before {
 		t.Errorf("%d descriptors open after the connections closed, %d before", n, before)
+	}
+}
+
+// TestEventsMessageReady: from OnMessage, MessageReady sees the messages
+// the loop has buffered behind the one delivered, so that answers to
+// messages that came together go out in one write (the loop holds the read
+// side for good: MessageReady's own look would always find it taken).
+func TestEventsMessageReady(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 16
+	ready := make(chan bool, n)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		AcceptEvents(w, r, nil, Events{OnMessage: func(c *Conn, msg Message) error {
+			more := c.MessageReady()
+			ready <- more
+			if err := c.SendBinary(msg.Data); err != nil || more {
+				return err
+			}
+			return c.Flush()
+		}})
+	}))
+	defer srv.Close()
+	c, _, err := Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	for i := range n { // queued, then written at once
+		if err := c.SendBinary([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		msg, err := c.Read(ctx)
+		if err != nil || len(msg.Data) != 1 || msg.Data[0] != byte(i) {
+			t.Fatalf("echo %d: %v, %v", i, msg.Data, err)
+		}
+	}
+	var seen []bool
+	for range n {
+		seen = append(seen, <-ready)
+	}
+	if !slices.Contains(seen, true) {
+		t.Errorf("MessageReady from OnMessage, 16 messages written at once: %v; want true while more were buffered", seen)
+	}
+	if seen[n-1] {
+		t.Error("MessageReady true for the last message")
 	}
 }

@@ -54,12 +54,25 @@ func (c *Conn) Read(ctx context.Context) (Message, error) {
 // answers each message can Flush only when MessageReady is false: the
 // answers to messages that arrived together then go out in one write, and
 // no answer waits for a message that is still on its way. Call it from the
-// goroutine that reads; it reads nothing itself.
+// goroutine that reads (with AcceptEvents, from OnMessage); it reads
+// nothing itself.
 func (c *Conn) MessageReady() bool {
+	if c.inLoopCallback() {
+		// The loop's worker, which holds the read side for good, is
+		// running this OnMessage: what it has buffered is ours to look
+		// at, and the messages in it are delivered before it reads more.
+		return c.wholeMessageBuffered()
+	}
 	if !c.readSem.tryLock() {
 		return false // a read is under way elsewhere
 	}
 	defer c.readSem.unlock()
+	return c.wholeMessageBuffered()
+}
+
+// wholeMessageBuffered is MessageReady's look at the buffer; the caller
+// holds the read side.
+func (c *Conn) wholeMessageBuffered() bool {
 	if c.readErr != nil || c.rs.inMessage {
 		return false
 	}
