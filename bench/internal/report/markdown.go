@@ -125,6 +125,7 @@ func (a *agg) echo(b *strings.Builder, plots map[string]string) {
 	for _, c := range cs {
 		w("### %d connections\n\n", c)
 		a.echoTables(b, Echo, c, a.sameCellFloor, true)
+		a.echoModes(b, Echo, c)
 		for _, k := range []string{fmt.Sprintf("echo-c%d", c), fmt.Sprintf("cpu-c%d", c)} {
 			if p, ok := plots[k]; ok {
 				w("![%s](%s)\n\n", k, p)
@@ -166,6 +167,7 @@ func (a *agg) pipelined(b *strings.Builder, plots map[string]string) {
 	for _, c := range cs {
 		w("### %d connections\n\n", c)
 		a.echoTables(b, Pipelined, c, a.oneInFlightFloor, false)
+		a.echoModes(b, Pipelined, c)
 		var parts []string
 		for _, x := range a.cellsWith(Pipelined, c) {
 			d := a.stat(x, Ours, msgsPerSec)
