@@ -2,14 +2,14 @@
 // smallest use: websocket.Open in a net/http handler, a loop that reads a
 // whole message with ReadInto (reusing its buffer, as the README's echo
 // does), sends it back (buffered) and Flushes when no further message has
-// arrived already (MessageReady). Broadcast frames each message
-// once (NewPreparedMessage, as the package doc advises for fan-out) and
-// sends it to each subscriber as subscriber.go describes: the publisher
-// itself queues it in every subscriber nothing else is writing to
-// (SendPrepared) and Flushes them one by one, reading first a further
-// message that has arrived meanwhile (MessageReady), as the echo does; a subscriber being written to
-// gets it through its own queue, drained by its writer goroutine ("many
-// sends, one syscall"). No goroutine is woken per delivery.
+// arrived already (MessageReady). Broadcast frames each message once
+// (NewPreparedMessage, as the package doc advises for fan-out) and sends it
+// to each subscriber as subscriber.go describes: the publisher itself
+// queues it in every subscriber nothing else is writing to (SendPrepared)
+// and Flushes them one by one, reading first a further message that has
+// arrived meanwhile (MessageReady), as the echo does; a subscriber being
+// written to gets it through its own queue, drained by its writer goroutine
+// ("many sends, one syscall"). No goroutine is woken per delivery.
 //
 // Compression: Duplex accepts permessage-deflate by default; here it is off
 // unless the harness asks (-compress), like the peers. With -compress the
