@@ -50,8 +50,9 @@ func main() {
 	flag.DurationVar(&o.Warmup, "warmup", 0, "warm-up of each run")
 	flag.DurationVar(&o.Duration, "duration", 0, "measured window of each run")
 	flag.IntVar(&o.Depth, "depth", 0, "echo messages in flight per connection (default 1)")
-	var windows, variants string
+	var windows, variants, echoVariants string
 	flag.StringVar(&variants, "duplex-variants", "", "servers/duplex -variant values run in idle beside Open, one curve each, comma-separated, or none (default: accept and events, those servers/duplex lists in -features; none with -short)")
+	flag.StringVar(&echoVariants, "duplex-echo-variants", "", "servers/duplex -variant values run in echo and pipelined beside Open, comma-separated, or none (default: events, if servers/duplex lists it in -features; also accept when asked)")
 	flag.IntVar(&o.PipelinedDepth, "pipelined-depth", 0, "pipelined echo: messages in flight per connection (default 16)")
 	flag.StringVar(&windows, "windows", "", "broadcast messages in flight, comma-separated (default 1,4, or 4 with -short)")
 	flag.StringVar(&o.Out, "out", "", "results directory (default results, or results/short with -short)")
@@ -74,13 +75,8 @@ func main() {
 	o.Payloads = ints(payloads)
 	o.IdleSteps = ints(idle)
 	o.Windows = ints(windows)
-	switch variants {
-	case "":
-	case "none":
-		o.DuplexVariants = []string{}
-	default:
-		o.DuplexVariants = split(variants)
-	}
+	o.DuplexVariants = variantList(variants)
+	o.DuplexEchoVariants = variantList(echoVariants)
 	if o.Out == "" {
 		o.Out = "results"
 		if o.Short {
@@ -147,6 +143,18 @@ func split(s string) []string {
 		}
 	}
 	return out
+}
+
+// variantList is a -duplex-*variants flag: nil (the default) when unset,
+// empty for "none", else the list.
+func variantList(s string) []string {
+	switch s {
+	case "":
+		return nil
+	case "none":
+		return []string{}
+	}
+	return split(s)
 }
 
 func ints(s string) []int {

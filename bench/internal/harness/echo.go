@@ -32,7 +32,7 @@ type echoCell struct {
 
 func (e echoCell) String() string {
 	s := fmt.Sprintf("r%d %s %s c=%d %s", e.round, e.scenario, report.Series(e.lib, e.variant), e.conns, size(e.payload))
-	if e.scenario == report.Pipelined {
+	if e.scenario == report.Pipelined || e.scenario == report.PipelinedVariant {
 		s += fmt.Sprintf(" depth %d", e.depth)
 	}
 	return s

@@ -76,6 +76,11 @@ type Options struct {
 	// the default: in the full run, those of duplexIdleModes the built
 	// server lists in its features; none in the short run. Empty: none.
 	DuplexVariants []string
+	// DuplexEchoVariants are servers/duplex -variant values run in the echo
+	// and pipelined scenarios beside Open, in each cell right after the
+	// libraries. nil is the default: those of duplexEchoModes the built
+	// server lists (short run too: a few seconds). Empty: none.
+	DuplexEchoVariants []string
 }
 
 // duplexDeflateVariants are the Duplex servers of the deflate scenarios:
@@ -164,20 +169,35 @@ func defInts(p *[]int, v ...int) {
 // and the event loop.
 var duplexIdleModes = []string{"accept", "events"}
 
-// defaultDuplexVariants fills in DuplexVariants once the servers are
-// built: the idle modes servers/duplex lists, in the full run.
+// duplexEchoModes are Duplex's modes besides Open that the echo and
+// pipelined scenarios measure by default when servers/duplex serves them:
+// the event loop, whose echo throughput issue 12 wants within 10% of
+// Open's. Accept + a goroutine serves messages as Open does, so it runs
+// only when asked (-duplex-echo-variants accept,events): each mode adds
+// about 2.4 minutes to the full run.
+var duplexEchoModes = []string{"events"}
+
+// defaultDuplexVariants fills in DuplexVariants and DuplexEchoVariants once
+// the servers are built: the modes servers/duplex lists (idle: in the full
+// run only).
 func (r *runner) defaultDuplexVariants() {
-	if r.opt.DuplexVariants != nil {
-		return
-	}
-	r.opt.DuplexVariants = []string{}
-	if r.opt.Short {
-		return
-	}
-	for _, v := range duplexIdleModes {
-		if slices.Contains(r.variants[report.Ours], v) {
-			r.opt.DuplexVariants = append(r.opt.DuplexVariants, v)
+	listed := func(modes []string) []string {
+		out := []string{}
+		for _, v := range modes {
+			if slices.Contains(r.variants[report.Ours], v) {
+				out = append(out, v)
+			}
 		}
+		return out
+	}
+	if r.opt.DuplexVariants == nil {
+		r.opt.DuplexVariants = []string{}
+		if !r.opt.Short {
+			r.opt.DuplexVariants = listed(duplexIdleModes)
+		}
+	}
+	if r.opt.DuplexEchoVariants == nil {
+		r.opt.DuplexEchoVariants = listed(duplexEchoModes)
 	}
 }
 

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/duplexws/duplex/bench/internal/report"
 )
@@ -14,24 +15,44 @@ func (r *runner) plan() []task {
 	has := r.has
 	connectEst := func(n int) float64 { return 0.3 + float64(n)/8000 }
 	echoEst := (o.Warmup + o.Duration).Seconds() + 0.5
+	// Duplex's other modes (the event loop) in an echo-type cell, right
+	// after the libraries, their records under the variant scenario.
+	echoVariants := func(e echoCell, scenario string) []task {
+		if r.libs[report.Ours] == nil || !slices.Contains(o.Libs, report.Ours) {
+			return nil
+		}
+		var out []task
+		for _, v := range o.DuplexEchoVariants {
+			e := e
+			e.scenario, e.lib, e.variant = scenario, report.Ours, v
+			out = append(out, task{label: e.String(), est: echoEst + connectEst(e.conns), run: func() []report.Record { return r.echo(e) }})
+		}
+		return out
+	}
 	for round := 1; round <= o.Rounds; round++ {
 		libs := rotate(o.Libs, round-1)
 		if has(report.Echo) {
 			for _, c := range o.EchoConns {
 				for _, p := range o.Payloads {
+					e := echoCell{scenario: report.Echo, round: round, conns: c, payload: p, depth: o.Depth}
 					for _, l := range libs {
-						e := echoCell{scenario: report.Echo, lib: l, round: round, conns: c, payload: p, depth: o.Depth}
+						e := e
+						e.lib = l
 						tasks = append(tasks, task{label: e.String(), est: echoEst + connectEst(c), run: func() []report.Record { return r.echo(e) }})
 					}
+					tasks = append(tasks, echoVariants(e, report.EchoVariant)...)
 				}
 			}
 		}
 		if has(report.Pipelined) {
 			for _, p := range o.PipelinedPayloads {
+				e := echoCell{scenario: report.Pipelined, round: round, conns: o.PipelinedConns, payload: p, depth: o.PipelinedDepth}
 				for _, l := range libs {
-					e := echoCell{scenario: report.Pipelined, lib: l, round: round, conns: o.PipelinedConns, payload: p, depth: o.PipelinedDepth}
+					e := e
+					e.lib = l
 					tasks = append(tasks, task{label: e.String(), est: echoEst + connectEst(e.conns), run: func() []report.Record { return r.echo(e) }})
 				}
+				tasks = append(tasks, echoVariants(e, report.PipelinedVariant)...)
 			}
 		}
 		if has(report.Idle) {

@@ -33,3 +33,29 @@ func TestDefaultDuplexVariants(t *testing.T) {
 		}
 	}
 }
+
+// Echo and pipelined run the event loop beside Open whenever servers/duplex
+// lists it, the short run too; a -duplex-echo-variants list is kept as
+// given.
+func TestDefaultDuplexEchoVariants(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		short    bool
+		given    []string
+		features string
+		want     []string
+	}{
+		{"no event loop yet", false, nil, "variants=accept,nocontext,prepared\n", []string{}},
+		{"full", false, nil, "variants=accept,nocontext,prepared,events\n", []string{"events"}},
+		{"short", true, nil, "variants=accept,events\n", []string{"events"}},
+		{"given", false, []string{"accept", "events"}, "variants=accept,events\n", []string{"accept", "events"}},
+		{"given none", false, []string{}, "variants=accept,events\n", []string{}},
+	} {
+		r := &runner{opt: Options{Short: c.short, DuplexEchoVariants: c.given},
+			variants: map[string][]string{report.Ours: featureVariants(c.features)}}
+		r.defaultDuplexVariants()
+		if !slices.Equal(r.opt.DuplexEchoVariants, c.want) || r.opt.DuplexEchoVariants == nil {
+			t.Errorf("%s: %q, want %q", c.name, r.opt.DuplexEchoVariants, c.want)
+		}
+	}
+}

@@ -125,6 +125,7 @@ func (a *agg) echo(b *strings.Builder, plots map[string]string) {
 	for _, c := range cs {
 		w("### %d connections\n\n", c)
 		a.echoTables(b, Echo, c, a.sameCellFloor, true)
+		a.echoModes(b, Echo, c)
 		for _, k := range []string{fmt.Sprintf("echo-c%d", c), fmt.Sprintf("cpu-c%d", c)} {
 			if p, ok := plots[k]; ok {
 				w("![%s](%s)\n\n", k, p)
@@ -166,6 +167,7 @@ func (a *agg) pipelined(b *strings.Builder, plots map[string]string) {
 	for _, c := range cs {
 		w("### %d connections\n\n", c)
 		a.echoTables(b, Pipelined, c, a.oneInFlightFloor, false)
+		a.echoModes(b, Pipelined, c)
 		var parts []string
 		for _, x := range a.cellsWith(Pipelined, c) {
 			d := a.stat(x, Ours, msgsPerSec)
@@ -191,7 +193,7 @@ func (a *agg) broadcast(b *strings.Builder, plots map[string]string) {
 	}
 	w := func(format string, args ...any) { fmt.Fprintf(b, format, args...) }
 	w("## 3. Broadcast fan-out to one room\n\n")
-	w("Every connection is a subscriber of the one room (the publisher too). The publisher keeps W messages in flight; a message retires when every subscriber has it; lag is publish to delivery. Libraries with a broadcast helper use it (gws Broadcaster, gorilla PreparedMessage, gobwas a compiled frame); the others write per subscriber: nbio directly (its writes never block), duplex, coder, gorilla and gobwas through a channel per subscriber drained by a writer goroutine. Duplex's writer sends whatever is queued and flushes once, so with W > 1 it writes several messages per system call; the others write each message on its own.\n\n")
+	w("Every connection is a subscriber of the one room (the publisher too). The publisher keeps W messages in flight; a message retires when every subscriber has it; lag is publish to delivery. Libraries with a broadcast helper use it (gws Broadcaster, gorilla PreparedMessage, gobwas a compiled frame); the others write per subscriber: nbio directly (its writes never block); coder, gorilla and gobwas through a channel per subscriber drained by a writer goroutine; duplex from the publisher's goroutine: it queues each message (framed once) in every subscriber nothing else is writing to and flushes them one by one, and when a further message has arrived meanwhile it reads and queues that one first, so with W > 1 a subscriber gets several messages per system call; a subscriber being written to queues the message for its own writer goroutine, which sends all it finds queued and flushes once. The others write each message on its own.\n\n")
 	metrics := []string{"deliveries/s", "ratio · floor", "lag p50", "lag p99", "lag p99.9", "server CPU µs/delivery", "write syscalls/delivery", "lost"}
 	for _, x := range cs {
 		w("### %d subscribers, %s messages, W = %d\n\n", x.conns, Size(x.payload/1000), x.payload%1000)

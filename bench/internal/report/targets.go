@@ -41,6 +41,7 @@ const (
 	openOverAccept  = 1.1  // Open ÷ Accept + goroutine
 	eventsBytes     = 2048 // the event-loop mode, bytes per idle connection
 	eventsConns     = 19000
+	eventsEchoShare = 0.9 // the event-loop mode's echo msgs/s ÷ Open's
 )
 
 // check judges ratios, each of which must satisfy ok, and lists them.
@@ -57,6 +58,13 @@ func (c *check) add(label string, q float64, ok bool) {
 	c.n++
 	c.bad = c.bad || !ok
 	c.parts = append(c.parts, fmt.Sprintf("%s %.2f×", label, q))
+}
+
+// failed counts a cell whose figure is missing because its run failed.
+func (c *check) failed(label string) {
+	c.n++
+	c.bad = true
+	c.parts = append(c.parts, label+" failed")
 }
 
 func (c *check) target(name, note string) target {
@@ -127,6 +135,7 @@ func (a *agg) targets() []target {
 	out = append(out, df.target("permessage-deflate echo: msgs/s at or above gws's, mode for mode", fmt.Sprintf("%s ÷ gws, both %s", ours, gwsMode)))
 
 	out = append(out, a.idleTargets(perConn, "")...)
+	out = append(out, a.eventsEcho())
 	if a.steadyIdle() {
 		out = append(out, a.idleTargets(steadyConn, ", steady (after the runtime's periodic collection)")...)
 	}
@@ -169,6 +178,26 @@ func (a *agg) idleTargets(f metric, how string) []target {
 		}
 	}
 	return append(out, ev)
+}
+
+// eventsEcho is the event-loop mode's echo throughput against the goroutine
+// mode's (Open, the README idiom) in every echo cell the mode ran in; a
+// cell where the mode's run failed is not met.
+func (a *agg) eventsEcho() target {
+	var c check
+	events := Series(Ours, "events")
+	for _, vx := range a.cells(EchoVariant) {
+		x := at{Echo, vx.conns, vx.payload}
+		label := fmt.Sprintf("c=%d %s", x.conns, Size(x.payload))
+		ev, open := a.stat(vx, events, msgsPerSec), a.stat(x, Ours, msgsPerSec)
+		if !ev.ok() && ev.err != "" && open.ok() {
+			c.failed(label)
+			continue
+		}
+		q := ev.orNaN() / open.orNaN()
+		c.add(label, q, q >= eventsEchoShare)
+	}
+	return c.target(fmt.Sprintf("Event-loop mode: echo msgs/s within %.0f%% of the goroutine mode (Open), every size and connection count", 100*(1-eventsEchoShare)), "duplex (events) ÷ duplex")
 }
 
 // largestIdle is the IdleVariant cell with the most connections at which

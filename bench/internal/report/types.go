@@ -11,8 +11,13 @@ const (
 	// IdleVariant is idle for a variant of a server (Record.Variant), kept
 	// apart from the main tables.
 	IdleVariant = "idle-variant"
-	Broadcast   = "broadcast"
-	Deflate     = "deflate"
+	// EchoVariant and PipelinedVariant are echo and pipelined echo for a
+	// variant of Duplex's server (Record.Variant: "events", the event loop;
+	// "accept"), kept apart from the main tables like IdleVariant.
+	EchoVariant      = "echo-variant"
+	PipelinedVariant = "pipelined-variant"
+	Broadcast        = "broadcast"
+	Deflate          = "deflate"
 	// Pipelined is echo with Record.Depth messages in flight per connection
 	// (Settings.PipelinedDepth), against which Flush batching is measured.
 	Pipelined = "pipelined"

@@ -2,11 +2,14 @@
 // smallest use: websocket.Open in a net/http handler, a loop that reads a
 // whole message with ReadInto (reusing its buffer, as the README's echo
 // does), sends it back (buffered) and Flushes when no further message has
-// arrived already (MessageReady). Broadcast frames each message
-// once (NewPreparedMessage, as the package doc advises for fan-out) and gives
-// every connection a buffered channel drained by a writer goroutine that
-// sends all it finds queued (SendPrepared) and then Flushes once ("many
-// sends, one syscall").
+// arrived already (MessageReady). Broadcast frames each message once
+// (NewPreparedMessage, as the package doc advises for fan-out) and sends it
+// to each subscriber as subscriber.go describes: the publisher itself
+// queues it in every subscriber nothing else is writing to (SendPrepared)
+// and Flushes them one by one, reading first a further message that has
+// arrived meanwhile (MessageReady), as the echo does; a subscriber being
+// written to gets it through its own queue, drained by its writer goroutine
+// ("many sends, one syscall"). No goroutine is woken per delivery.
 //
 // Compression: Duplex accepts permessage-deflate by default; here it is off
 // unless the harness asks (-compress), like the peers. With -compress the
@@ -38,10 +41,6 @@ import (
 var features = srvkit.Features{Compression: true, Variants: []string{"accept", "events", "nocontext", "prepared"}}
 
 func main() { srvkit.Main(start, features) }
-
-type subscriber struct {
-	msgs chan *websocket.PreparedMessage
-}
 
 func start(cfg srvkit.Config) (*srvkit.Server, error) {
 	compression := &websocket.CompressionOptions{Disabled: true}
@@ -130,33 +129,15 @@ func send(c *websocket.Conn, msg websocket.Message) error {
 }
 
 func broadcast(ctx context.Context, c *websocket.Conn, room *srvkit.Room[*subscriber]) error {
-	s := &subscriber{msgs: make(chan *websocket.PreparedMessage, 256)}
-	done := make(chan struct{})
-	go func() { // the subscriber's writer
-		defer close(done)
-		for pm := range s.msgs {
-			err := c.SendPrepared(pm)
-			for more := len(s.msgs); err == nil && more > 0; more-- {
-				err = c.SendPrepared(<-s.msgs)
-			}
-			if err == nil {
-				err = c.Flush()
-			}
-			if err != nil {
-				_ = c.CloseNow()
-				for range s.msgs {
-				}
-				return
-			}
-		}
-	}()
+	s := newSubscriber(c)
 	room.Join(s)
 	defer func() {
 		room.Leave(s)
-		close(s.msgs)
-		<-done
+		s.leave()
 	}()
 	var buf []byte
+	var b batch
+	defer b.flush()
 	for {
 		msg, err := c.ReadInto(ctx, buf)
 		if err != nil {
@@ -166,7 +147,10 @@ func broadcast(ctx context.Context, c *websocket.Conn, room *srvkit.Room[*subscr
 		// Framed once for every subscriber, as the package doc advises
 		// for fan-out; it copies msg.Data, so buf can be reused.
 		pm := websocket.NewPreparedMessage(msg.Type, msg.Data)
-		room.Each(func(m *subscriber) { m.msgs <- pm })
+		room.Each(func(m *subscriber) { m.send(pm, &b) })
+		// As the echo: a message that has arrived meanwhile is read and
+		// sent before the subscribers not yet flushed are.
+		b.flushUnless(c.MessageReady)
 	}
 }
 
