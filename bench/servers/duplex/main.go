@@ -112,10 +112,10 @@ func echo(ctx context.Context, c *websocket.Conn) error {
 }
 
 // echoEvent is echo's body for -variant events: OnMessage sends the message
-// back and flushes; msg.Data is copied into the write buffer before it
-// returns.
+// back (msg.Data is copied into the write buffer before it returns) and
+// flushes unless the next message is already in, as the goroutine modes do.
 func echoEvent(c *websocket.Conn, msg websocket.Message) error {
-	if err := send(c, msg); err != nil {
+	if err := send(c, msg); err != nil || c.MessageReady() {
 		return err
 	}
 	return c.Flush()
