@@ -36,7 +36,8 @@ var errEventsRead = errors.New("websocket: the connection's messages go to its E
 // On Linux, a connection over a plain socket (HTTP/1.1 without TLS) waits
 // for its next message in an event loop: it holds no goroutine and no
 // buffer, and a small pool of goroutines, started on demand, runs the
-// callbacks. Over TLS, and on other platforms, the connection has a reading
+// callbacks; over TCP it keeps only the socket's descriptor, not package
+// net's connection (LocalAddr and RemoteAddr answer as on any Conn). Over TLS, and on other platforms, the connection has a reading
 // goroutine that calls the same callbacks. Over HTTP/2, whose stream lives
 // only as long as the handler, that goroutine is the handler's: there
 // AcceptEvents returns when the connection has ended, OnClose called.
@@ -48,7 +49,9 @@ var errEventsRead = errors.New("websocket: the connection's messages go to its E
 //
 // OnMessage should not block for long: the pool is bounded, and a callback
 // that waits holds one of its goroutines. A write that blocks (a slow peer)
-// is bounded by WriteTimeout.
+// is bounded by WriteTimeout. From OnMessage, MessageReady tells whether
+// the next message is in already, so that answers to messages that came
+// together can share one Flush.
 func AcceptEvents(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, ev Events) (*Conn, error) {
 	st := newEventsState(ev)
 	c, err := accept(w, r, opts, connConfig{events: st})
