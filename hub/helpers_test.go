@@ -58,8 +58,27 @@ type testClient struct {
 	id     string // client id from connect
 }
 
-func startHub(t testing.TB, opts Options) (*Hub, string) {
+// serveMode is how the hub reads its WebSocket clients: a goroutine each,
+// or websocket's event loop (Options.EventLoop). The behaviour tests run in
+// both (inEachMode).
+type serveMode struct {
+	name      string
+	eventLoop bool
+}
+
+var serveModes = []serveMode{{"goroutines", false}, {"eventloop", true}}
+
+// inEachMode runs test as a subtest per serveMode.
+func inEachMode(t *testing.T, test func(t *testing.T, mode serveMode)) {
+	for _, mode := range serveModes {
+		t.Run(mode.name, func(t *testing.T) { test(t, mode) })
+	}
+}
+
+// startHub serves a Hub made with opts, in mode, over HTTP/1.1.
+func startHub(t testing.TB, mode serveMode, opts Options) (*Hub, string) {
 	t.Helper()
+	opts.EventLoop = mode.eventLoop
 	h := New(opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
@@ -76,8 +95,9 @@ func startHub(t testing.TB, opts Options) (*Hub, string) {
 // otherwise Linux lets each grow to tcp_wmem's maximum (4 MiB here) and hides
 // that much behind a client that does not read before the hub's queue sees
 // any of it.
-func startHubSendBuffer(t testing.TB, opts Options, sndbuf int) (*Hub, string) {
+func startHubSendBuffer(t testing.TB, mode serveMode, opts Options, sndbuf int) (*Hub, string) {
 	t.Helper()
+	opts.EventLoop = mode.eventLoop
 	h := New(opts)
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
