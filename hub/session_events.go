@@ -96,6 +96,7 @@ func (s *session) onMessage(c *websocket.Conn, msg websocket.Message) error {
 	ev.mu.Lock()
 	if ev.timer != nil {
 		ev.timer.Stop()
+		ev.timer = nil // not kept for the life of the connection
 	}
 	ev.mu.Unlock()
 	// The authentication hook runs here, on a worker of the event loop's
