@@ -36,7 +36,7 @@ func TestEventLoopIdleSubscribersHoldNoGoroutine(t *testing.T) {
 		case mode.eventLoop && goroutines > allowance:
 			t.Errorf("%d idle subscribers hold %d goroutines in the event-loop mode; want at most %d, whatever their number",
 				n, goroutines, allowance)
-		case !mode.eventLoop && goroutines < n:
+		case !mode.eventLoop && goroutines < n-allowance: // less what other tests left behind and ended meanwhile
 			t.Errorf("%d idle subscribers hold %d goroutines in the goroutine mode; want one each: the measure is off", n, goroutines)
 		}
 	})
