@@ -101,27 +101,3 @@ func liveHeap() int64 {
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapAlloc + ms.StackInuse)
 }
-
-// subscribeSync connects a client to the hub and subscribes it to room,
-// reading the replies itself: the client holds no reading goroutine.
-func subscribeSync(t *testing.T, ctx context.Context, url, room string) *websocket.Conn {
-	t.Helper()
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{Subprotocol}})
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	for id, cmd := range []string{`{"id":1,"op":"connect"}`, `{"id":2,"op":"subscribe","room":"` + room + `"}`} {
-		if err := c.Write(ctx, websocket.MessageText, []byte(cmd)); err != nil {
-			t.Fatalf("%s: %v", cmd, err)
-		}
-		msg, err := c.Read(ctx)
-		var m inMsg
-		if err == nil {
-			err = json.Unmarshal(msg.Data, &m)
-		}
-		if err != nil || m.ID != uint64(id+1) || m.Error != nil {
-			t.Fatalf("%s: reply %s, %v", cmd, msg.Data, err)
-		}
-	}
-	return c
-}
