@@ -76,6 +76,11 @@ type Options struct {
 
 	// ObservePublish is the hub's: see hub.Options.
 	ObservePublish func(room string, took time.Duration, err error)
+
+	// EventLoop serves /chat/hub's WebSockets from websocket's event loop,
+	// as hub.Options.EventLoop says; /chat/connect keeps a goroutine per
+	// connection.
+	EventLoop bool
 }
 
 // The chat's WebSocket endpoints, as Options.Hooks names them.

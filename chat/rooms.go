@@ -37,6 +37,7 @@ func newHub(opts Options, limit *websocket.ConnLimit, hooks websocket.ServerHook
 		ObservePublish: opts.ObservePublish,
 		Logger:         opts.Logger,
 		Authenticate:   authenticateByName,
+		EventLoop:      opts.EventLoop,
 	})
 }
 

@@ -106,71 +106,73 @@ func TestJSClientUnit(t *testing.T) {
 // publish sent again across a cut. The hub's own history of the room must
 // then hold every publication once: the keyed one was appended once.
 func TestJSClientAgainstHub(t *testing.T) {
-	modules := wsModules(t)
-	h, url := startHub(t, Options{})
-	room := "node-client-" + newClientID()[:8]
-	out, err := runNode(t, []string{
-		"DUPLEX_HUB_URL=" + url + "/",
-		"NODE_WS_PATH=" + modules,
-		"DUPLEX_TEST_ROOM=" + room,
-	}, filepath.Join("client", "test", "client_test.mjs"))
-	var summary struct {
-		OK     bool   `json:"ok"`
-		Room   string `json:"room"`
-		Error  string `json:"error"`
-		Checks []struct {
-			Name   string          `json:"name"`
-			OK     bool            `json:"ok"`
-			Detail json.RawMessage `json:"detail"`
-		} `json:"checks"`
-		Received struct{ A, B int } `json:"received"`
-		MS       int                `json:"ms"`
-	}
-	lastJSONLine(t, out, &summary)
-	for _, c := range summary.Checks {
-		t.Logf("%-5v %s %s", c.OK, c.Name, c.Detail)
-	}
-	if err != nil || !summary.OK || len(summary.Checks) == 0 {
-		t.Fatalf("client_test.mjs: exit %v, ok %v, error %q:\n%s", err, summary.OK, summary.Error, out)
-	}
-	if summary.Room != room {
-		t.Errorf("client_test.mjs used room %q, want %q", summary.Room, room)
-	}
-	t.Logf("client_test.mjs: %d checks passed in %d ms; A received %d, B %d publications",
-		len(summary.Checks), summary.MS, summary.Received.A, summary.Received.B)
-
-	// What the hub kept: every publication of the run once, offsets 1..n
-	// (the memory broker numbers a room's offsets contiguously).
-	hist, err := h.History(context.Background(), room, HistoryQuery{Limit: 1000})
-	if err != nil {
-		t.Fatalf("history of %s: %v", room, err)
-	}
-	seen := make(map[string]bool)
-	for i, p := range hist.Publications {
-		if p.Offset != uint64(i+1) {
-			t.Errorf("history[%d] has offset %d, want %d", i, p.Offset, i+1)
+	inEachMode(t, func(t *testing.T, mode serveMode) {
+		modules := wsModules(t)
+		h, url := startHub(t, mode, Options{})
+		room := "node-client-" + newClientID()[:8]
+		out, err := runNode(t, []string{
+			"DUPLEX_HUB_URL=" + url + "/",
+			"NODE_WS_PATH=" + modules,
+			"DUPLEX_TEST_ROOM=" + room,
+		}, filepath.Join("client", "test", "client_test.mjs"))
+		var summary struct {
+			OK     bool   `json:"ok"`
+			Room   string `json:"room"`
+			Error  string `json:"error"`
+			Checks []struct {
+				Name   string          `json:"name"`
+				OK     bool            `json:"ok"`
+				Detail json.RawMessage `json:"detail"`
+			} `json:"checks"`
+			Received struct{ A, B int } `json:"received"`
+			MS       int                `json:"ms"`
 		}
-		if seen[string(p.Data)] {
-			t.Errorf("history holds %s twice", p.Data)
+		lastJSONLine(t, out, &summary)
+		for _, c := range summary.Checks {
+			t.Logf("%-5v %s %s", c.OK, c.Name, c.Detail)
 		}
-		seen[string(p.Data)] = true
-	}
-	if n := len(hist.Publications); n != summary.Received.A || n != summary.Received.B {
-		t.Errorf("the hub kept %d publications in %s; A received %d, B %d", n, room, summary.Received.A, summary.Received.B)
-	}
-	// Stats counts every publish the broker accepted, a keyed one answered
-	// with its first position included: more publishes than publications
-	// means the keyed publish cut in flight had reached the hub and its
-	// resend was deduplicated (else the cut came before the hub read it).
-	t.Logf("the hub accepted %d publishes for %d publications in %s", h.Stats().Publications, len(hist.Publications), room)
+		if err != nil || !summary.OK || len(summary.Checks) == 0 {
+			t.Fatalf("client_test.mjs: exit %v, ok %v, error %q:\n%s", err, summary.OK, summary.Error, out)
+		}
+		if summary.Room != room {
+			t.Errorf("client_test.mjs used room %q, want %q", summary.Room, room)
+		}
+		t.Logf("client_test.mjs: %d checks passed in %d ms; A received %d, B %d publications",
+			len(summary.Checks), summary.MS, summary.Received.A, summary.Received.B)
 
-	// The clients closed their connections before node exited: the hub
-	// sees them go.
-	deadline := time.Now().Add(10 * time.Second)
-	for h.Stats().Connections != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := h.Stats().Connections; n != 0 {
-		t.Errorf("%d connections still open on the hub after node exited", n)
-	}
+		// What the hub kept: every publication of the run once, offsets 1..n
+		// (the memory broker numbers a room's offsets contiguously).
+		hist, err := h.History(context.Background(), room, HistoryQuery{Limit: 1000})
+		if err != nil {
+			t.Fatalf("history of %s: %v", room, err)
+		}
+		seen := make(map[string]bool)
+		for i, p := range hist.Publications {
+			if p.Offset != uint64(i+1) {
+				t.Errorf("history[%d] has offset %d, want %d", i, p.Offset, i+1)
+			}
+			if seen[string(p.Data)] {
+				t.Errorf("history holds %s twice", p.Data)
+			}
+			seen[string(p.Data)] = true
+		}
+		if n := len(hist.Publications); n != summary.Received.A || n != summary.Received.B {
+			t.Errorf("the hub kept %d publications in %s; A received %d, B %d", n, room, summary.Received.A, summary.Received.B)
+		}
+		// Stats counts every publish the broker accepted, a keyed one answered
+		// with its first position included: more publishes than publications
+		// means the keyed publish cut in flight had reached the hub and its
+		// resend was deduplicated (else the cut came before the hub read it).
+		t.Logf("the hub accepted %d publishes for %d publications in %s", h.Stats().Publications, len(hist.Publications), room)
+
+		// The clients closed their connections before node exited: the hub
+		// sees them go.
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Stats().Connections != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := h.Stats().Connections; n != 0 {
+			t.Errorf("%d connections still open on the hub after node exited", n)
+		}
+	})
 }

@@ -35,12 +35,19 @@ func (r *commandRunner) start(ctx context.Context, run func(context.Context, *co
 	r.runFn = r.drain
 }
 
-// add queues cmd, waiting while maxPendingCommands are pending.
+// add queues cmd, waiting while maxPendingCommands are pending. Only the
+// wait ends with ctx: a slot free is taken even when ctx has ended (the
+// event-loop mode waits on the Hub's context, which ends at Shutdown while
+// the connections drain, and their commands still run).
 func (r *commandRunner) add(ctx context.Context, cmd command) error {
 	select {
 	case r.slots <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
+	default:
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	r.mu.Lock()
 	r.queue = append(r.queue, cmd)

@@ -33,6 +33,15 @@
 // closed with CloseSlowConsumer (4008), which tells it to reconnect and
 // recover; Stats counts them.
 //
+// # Many idle clients
+//
+// By default each WebSocket client has a goroutine that reads its commands.
+// With Options.EventLoop the hub takes them from websocket's event loop
+// (websocket.Server.AcceptEvents) instead: on Linux over HTTP/1.1 without
+// TLS, a client waiting for its next command holds no goroutine and no read
+// buffer, and the writer of its queue exists only while something waits to
+// be written, as in both modes. The protocol behaves the same either way.
+//
 // # Brokers
 //
 // Everything that crosses processes goes through a Broker: the log with its

@@ -58,8 +58,27 @@ type testClient struct {
 	id     string // client id from connect
 }
 
-func startHub(t testing.TB, opts Options) (*Hub, string) {
+// serveMode is how the hub reads its WebSocket clients: a goroutine each,
+// or websocket's event loop (Options.EventLoop). The behaviour tests run in
+// both (inEachMode).
+type serveMode struct {
+	name      string
+	eventLoop bool
+}
+
+var serveModes = []serveMode{{"goroutines", false}, {"eventloop", true}}
+
+// inEachMode runs test as a subtest per serveMode.
+func inEachMode(t *testing.T, test func(t *testing.T, mode serveMode)) {
+	for _, mode := range serveModes {
+		t.Run(mode.name, func(t *testing.T) { test(t, mode) })
+	}
+}
+
+// startHub serves a Hub made with opts, in mode, over HTTP/1.1.
+func startHub(t testing.TB, mode serveMode, opts Options) (*Hub, string) {
 	t.Helper()
+	opts.EventLoop = mode.eventLoop
 	h := New(opts)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
@@ -76,8 +95,9 @@ func startHub(t testing.TB, opts Options) (*Hub, string) {
 // otherwise Linux lets each grow to tcp_wmem's maximum (4 MiB here) and hides
 // that much behind a client that does not read before the hub's queue sees
 // any of it.
-func startHubSendBuffer(t testing.TB, opts Options, sndbuf int) (*Hub, string) {
+func startHubSendBuffer(t testing.TB, mode serveMode, opts Options, sndbuf int) (*Hub, string) {
 	t.Helper()
+	opts.EventLoop = mode.eventLoop
 	h := New(opts)
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
@@ -246,4 +266,28 @@ func subscribeResultOf(t testing.TB, m inMsg) subResult {
 		t.Fatalf("subscribe result: %v: %s", err, m.Result)
 	}
 	return r
+}
+
+// subscribeSync connects a client to the hub and subscribes it to room,
+// reading the replies itself: the client holds no reading goroutine.
+func subscribeSync(t testing.TB, ctx context.Context, url, room string) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{Subprotocol}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	for id, cmd := range []string{`{"id":1,"op":"connect"}`, `{"id":2,"op":"subscribe","room":"` + room + `"}`} {
+		if err := c.Write(ctx, websocket.MessageText, []byte(cmd)); err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+		msg, err := c.Read(ctx)
+		var m inMsg
+		if err == nil {
+			err = json.Unmarshal(msg.Data, &m)
+		}
+		if err != nil || m.ID != uint64(id+1) || m.Error != nil {
+			t.Fatalf("%s: reply %s, %v", cmd, msg.Data, err)
+		}
+	}
+	return c
 }

@@ -162,6 +162,17 @@ type Options struct {
 	// runs in the publisher's goroutine and must be quick.
 	ObservePublish func(room string, took time.Duration, err error)
 
+	// EventLoop serves the WebSocket clients through websocket's event loop
+	// (websocket.Server.AcceptEvents) instead of a reading goroutine each:
+	// on Linux, over HTTP/1.1 without TLS, a client waiting for its next
+	// command then holds no goroutine and no read buffer, and its commands
+	// start from a small pool of goroutines. Over TLS and on other platforms
+	// each client keeps a reading goroutine, and over HTTP/2 it is served
+	// as without EventLoop. The
+	// protocol and every other option behave the same either way; the
+	// Authenticate hook runs on that pool, so it should be quick.
+	EventLoop bool
+
 	// Logger receives the hub's warnings (refused connects, slow consumers,
 	// broker failures). Nil discards them.
 	Logger *slog.Logger
@@ -253,6 +264,12 @@ func New(opts Options) *Hub {
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if offered := r.Header.Values("Sec-WebSocket-Protocol"); len(offered) > 0 && !offers(offered, Subprotocol) {
 		http.Error(w, "this endpoint speaks the subprotocol "+Subprotocol, http.StatusBadRequest)
+		return
+	}
+	// Over HTTP/2 the event loop's callbacks run on this handler's
+	// goroutine, which it holds until the connection ends: nothing to save.
+	if h.opts.EventLoop && r.ProtoMajor != 2 {
+		h.serveEvents(w, r) // session_events.go
 		return
 	}
 	h.ws.Open(w, r, func(ctx context.Context, c *websocket.Conn) error { return h.serve(ctx, c, r) })

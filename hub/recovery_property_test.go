@@ -28,9 +28,11 @@ func TestRecoveryProperty(t *testing.T) {
 	if testing.Short() {
 		seeds = seeds[:2]
 	}
-	for _, seed := range seeds {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runRecoveryProperty(t, seed, 250) })
-	}
+	inEachMode(t, func(t *testing.T, mode serveMode) {
+		for _, seed := range seeds {
+			t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runRecoveryProperty(t, mode, seed, 250) })
+		}
+	})
 }
 
 const (
@@ -93,14 +95,14 @@ type propExpect struct {
 	latest    Position
 }
 
-func runRecoveryProperty(t *testing.T, seed uint64, steps int) {
+func runRecoveryProperty(t *testing.T, mode serveMode, seed uint64, steps int) {
 	rng := rand.New(rand.NewPCG(seed, seed*7919))
 	var clock atomic.Int64
 	clock.Store(time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC).UnixNano())
 	now := func() time.Time { return time.Unix(0, clock.Load()) }
 	b := NewMemoryBroker(MemoryOptions{HistorySize: propHistorySize, HistoryTTL: propTTL})
 	b.now = now
-	h, url := startHub(t, Options{Broker: b, MaxRecover: propMaxRecover, PublishRate: -1})
+	h, url := startHub(t, mode, Options{Broker: b, MaxRecover: propMaxRecover, PublishRate: -1})
 	defer b.Close()
 
 	rooms := []string{"a", "b", "c"}

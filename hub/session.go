@@ -20,18 +20,31 @@ import (
 // pongs, pings and the peer's close are seen only by a read. Everything the
 // session is sent goes through one queue, written by a goroutine that exists
 // only while the queue is not empty. An idle client costs no goroutine
-// beyond its reader.
+// beyond its reader, and none at all in the event-loop mode
+// (Options.EventLoop, session_events.go), where callbacks take the reader's
+// place.
 type session struct {
-	h    *Hub
-	c    *websocket.Conn
-	r    *http.Request
-	info ClientInfo
-	subs map[string]*subscription // owned by the command runner
-	lim  tokenBucket
+	h *Hub
+	c *websocket.Conn
+	// r is the handshake's request, for the authentication hook; dropped
+	// once the client connected, so that an idle client does not pin its
+	// headers. remote is its RemoteAddr, for the end's log line.
+	r      *http.Request
+	remote string
+	info   ClientInfo
+	subs   map[string]*subscription // owned by the command runner
+	lim    tokenBucket
 	// writeFn is s.write, made once.
 	writeFn func()
 
 	cmds commandRunner
+	// connectedAt is when the connect command succeeded; zero before.
+	// Written by the reader (or the event loop's callback) before the
+	// runner starts, read by finish after it stopped.
+	connectedAt time.Time
+	// events is the event-loop mode's part (session_events.go); nil in
+	// the goroutine mode.
+	events *sessionEvents
 
 	mu         sync.Mutex
 	queue      []outgoing
@@ -59,39 +72,37 @@ func newClientID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// ServeHTTP's handler, for one connection.
-func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) (err error) {
+// newSession makes the session of a client whose connection c (nil until
+// the event loop's first callback gives it, see bind) came with r, counted
+// in Stats from now until finish.
+func (h *Hub) newSession(c *websocket.Conn, r *http.Request) *session {
 	h.sessions.Add(1)
-	defer h.sessions.Add(-1)
-	s := &session{h: h, c: c, r: r, subs: make(map[string]*subscription)}
+	s := &session{h: h, c: c, r: r, remote: r.RemoteAddr, subs: make(map[string]*subscription)}
 	s.writeFn = s.write
 	if h.opts.PublishRate > 0 {
 		s.lim = tokenBucket{rate: h.opts.PublishRate, burst: float64(h.opts.PublishBurst), tokens: float64(h.opts.PublishBurst), last: time.Now()}
 	}
-	defer s.end()
-	if err := s.connect(ctx); err != nil {
-		return err
-	}
-	start := time.Now()
-	defer func() {
-		// One line per client that connected, as the echo endpoint logs.
-		code, by := websocket.StatusAbnormalClosure, "network"
-		var ce *websocket.CloseError
-		if errors.As(err, &ce) {
-			code, by = ce.Code, "server"
-			if ce.Remote {
-				by = "peer"
-			}
-		}
-		h.log.Info("hub client disconnected", "client", s.info.Client, "user", s.info.User, "remote", r.RemoteAddr,
-			"code", int(code), "by", by, "rooms", len(s.subs), "duration", time.Since(start).Round(time.Millisecond))
-	}()
+	return s
+}
+
+// serve is ServeHTTP's handler, for one connection, in the goroutine mode:
+// this goroutine reads the client's messages and hands them to the session
+// (Options.EventLoop's mode hands them from callbacks, session_events.go).
+func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) (err error) {
+	s := h.newSession(c, r)
 	// The commands' context ends as soon as reading does, so that a command
 	// waiting on the broker gives up before the connection closes (which
-	// waits for this handler); s.end runs after the runner stopped.
+	// waits for this handler).
 	cctx, stop := context.WithCancel(ctx)
 	s.cmds.start(cctx, s.run)
-	defer s.cmds.stop(stop)
+	defer func() { s.finish(stop, err) }()
+	first, err := s.readConnect(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.connect(ctx, first); err != nil {
+		return err
+	}
 	var buf []byte
 	for {
 		msg, rerr := c.ReadInto(ctx, buf)
@@ -99,29 +110,70 @@ func (h *Hub) serve(ctx context.Context, c *websocket.Conn, r *http.Request) (er
 			return rerr
 		}
 		buf = msg.Data[:0]
-		// parseCommand copies what it keeps (json.RawMessage copies), so
-		// buf can be read into again while the command waits its turn.
-		cmd, ok := parseCommand(msg)
-		if !ok {
-			return s.closeErr(CloseBadRequest, errNotACommand)
-		}
-		if err := s.cmds.add(ctx, cmd); err != nil {
+		if err := s.command(ctx, msg); err != nil {
 			return err
 		}
 	}
 }
 
-// connect waits for the connect command and runs the authentication hook.
-func (s *session) connect(ctx context.Context) error {
+// readConnect reads the client's first message, which must come within
+// ConnectTimeout.
+func (s *session) readConnect(ctx context.Context) (websocket.Message, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.h.opts.ConnectTimeout)
 	msg, err := s.c.Read(cctx)
 	cancel()
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return s.closeErr(CloseConnectTimeout, "connect timeout")
-		}
-		return err
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return msg, s.connectTimedOut()
 	}
+	return msg, err
+}
+
+// connectTimedOut is the end of a client that sent nothing within
+// ConnectTimeout.
+func (s *session) connectTimedOut() error {
+	return s.closeErr(CloseConnectTimeout, "connect timeout")
+}
+
+// command queues a message after connect for the command runner. It waits
+// while maxPendingCommands are pending (the pressure goes back to the
+// client). An error ends the connection.
+func (s *session) command(ctx context.Context, msg websocket.Message) error {
+	// parseCommand copies what it keeps (json.RawMessage copies), so
+	// msg.Data can be read into again while the command waits its turn.
+	cmd, ok := parseCommand(msg)
+	if !ok {
+		return s.closeErr(CloseBadRequest, errNotACommand)
+	}
+	return s.cmds.add(ctx, cmd)
+}
+
+// finish ends the session once its connection has ended with err: the
+// commands are stopped with stop (their context's cancel) and waited for,
+// one line is logged for a client that connected, and the client leaves
+// its rooms.
+func (s *session) finish(stop context.CancelFunc, err error) {
+	s.cmds.stop(stop)
+	if !s.connectedAt.IsZero() {
+		// One line per client that connected, as the echo endpoint logs.
+		code, by := websocket.StatusAbnormalClosure, "network"
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code != websocket.StatusAbnormalClosure {
+			code, by = ce.Code, "server"
+			if ce.Remote {
+				by = "peer"
+			}
+		}
+		s.h.log.Info("hub client disconnected", "client", s.info.Client, "user", s.info.User, "remote", s.remote,
+			"code", int(code), "by", by, "rooms", len(s.subs), "duration", time.Since(s.connectedAt).Round(time.Millisecond))
+	}
+	s.end()
+	s.h.sessions.Add(-1)
+}
+
+// connect runs the client's first message, which must be the connect
+// command: the authentication hook decides it. An error ends the
+// connection.
+func (s *session) connect(ctx context.Context, msg websocket.Message) error {
 	cmd, ok := parseCommand(msg)
 	if !ok {
 		return s.closeErr(CloseBadRequest, errNotACommand)
@@ -132,6 +184,7 @@ func (s *session) connect(ctx context.Context) error {
 	}
 	id := Identity{}
 	if auth := s.h.opts.Authenticate; auth != nil {
+		var err error
 		id, err = auth(ctx, ConnectRequest{Request: s.r, Token: cmd.Token, Data: cmd.Data})
 		if err != nil {
 			e := asError(err, CodeUnauthorized, "unauthorized")
@@ -144,6 +197,8 @@ func (s *session) connect(ctx context.Context) error {
 		id.Info = nil
 	}
 	s.info = ClientInfo{Client: newClientID(), User: id.User, Info: id.Info}
+	s.connectedAt = time.Now()
+	s.r = nil
 	s.sendReply(cmd.ID, connectResult{Client: s.info.Client, User: s.info.User, Version: 1}, nil)
 	return nil
 }

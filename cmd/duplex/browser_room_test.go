@@ -44,12 +44,27 @@ const (
 //     second proxy, which is disabled while B sends more: the browser
 //     reconnects by itself with Last-Event-ID, and the hub's subscribed
 //     event says recovered: true; no event is missing or doubled.
+//
+// It runs with the hub in each of its modes: a goroutine per WebSocket (the
+// default) and -event-loop.
 func TestBrowserRoomChat(t *testing.T) {
+	for _, mode := range []struct{ name, flag string }{{"goroutines", ""}, {"event-loop", "-event-loop"}} {
+		t.Run(mode.name, func(t *testing.T) {
+			args := []string{"-addr", "127.0.0.1:0"}
+			if mode.flag != "" {
+				args = append(args, mode.flag)
+			}
+			runBrowserRoomChat(t, args)
+		})
+	}
+}
+
+func runBrowserRoomChat(t *testing.T, args []string) {
 	const missedCount = 5 // sent by B while A is cut off
 	const afterCount = 3  // sent by B while the EventSource is cut off
 	began := time.Now()
 
-	srv := startRun(t, []string{"-addr", "127.0.0.1:0"}, nil)
+	srv := startRun(t, args, nil)
 	tox := toxitest.Start(t)
 	proxyA := tox.Proxy(t, "page-a", srv.addr)
 	proxyC := tox.Proxy(t, "event-stream", srv.addr)

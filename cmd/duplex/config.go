@@ -28,6 +28,7 @@ type config struct {
 	handshake      handshakeOptions     // timeout and rate limit
 	tls            tlsOptions           // tls.go
 	broker         brokerOptions        // broker.go
+	eventLoop      bool                 // the hub's WebSockets in websocket's event loop (hub.Options.EventLoop)
 }
 
 // defaultMaxConnections is -max-connections' default: under the 20000 open
@@ -119,6 +120,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		"this node's `name` in the NATS cluster, unique per node; default: the host name and -nats-cluster's port (env DUPLEX_NATS_NAME)")
 	natsReplicas := fs.String("nats-replicas", env("DUPLEX_NATS_REPLICAS", "1"),
 		"`copies` of the rooms' history in the NATS cluster: 1, or 3 to survive the loss of a node (env DUPLEX_NATS_REPLICAS)")
+	eventLoop := fs.Bool("event-loop", false,
+		"serve /chat/hub's WebSockets from websocket's event loop (Linux, HTTP/1.1 without TLS): an idle client then\n"+
+			"holds no goroutine and no read buffer; elsewhere, and for the other endpoints, a goroutine each (env DUPLEX_EVENT_LOOP)")
 	readTLS := addTLSFlags(fs, getenv)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: duplex [flags]\n\nServes the Duplex chat: GET /chat/index?room=NAME (hub WebSocket /chat/hub, events /chat/rooms/{room}/events), the guide's echo GET /chat/echo (WebSocket /chat/connect); for operations GET /metrics (Prometheus), GET /healthz (the process is up) and GET /readyz (200 while it takes connections: in a cluster of embedded NATS servers, once its NATS replicas have caught up; 503 once shutting down).\n\n")
@@ -198,12 +202,33 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	if err := parseCluster(&cfg.broker, *natsCluster, *natsRoutes, *natsName, *natsReplicas); err != nil {
 		return config{}, usageError{err}
 	}
+	if err := boolEnv(fs, getenv, "event-loop", "DUPLEX_EVENT_LOOP", eventLoop); err != nil {
+		return config{}, usageError{err}
+	}
+	cfg.eventLoop = *eventLoop
 	tlsOpts, err := readTLS()
 	if err != nil {
 		return config{}, usageError{err}
 	}
 	cfg.tls = tlsOpts
 	return cfg, nil
+}
+
+// boolEnv sets *v from the environment variable envName, unless the
+// boolean flag flagName was given on fs's command line (fs is parsed).
+func boolEnv(fs *flag.FlagSet, getenv func(string) string, flagName, envName string, v *bool) error {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || f.Name == flagName })
+	s := getenv(envName)
+	if given || s == "" {
+		return nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not a boolean (1, true, 0, false)", envName, s)
+	}
+	*v = b
+	return nil
 }
 
 // parseHandshake reads the handshake flags.

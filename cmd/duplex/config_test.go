@@ -65,6 +65,14 @@ func TestParseConfig(t *testing.T) {
 			map[string]string{"DUPLEX_SHUTDOWN_CODE": "service-restart", "DUPLEX_DRAIN": "2s"},
 			config{addr: ":9292", logLevel: slog.LevelInfo, shutdownCode: websocket.StatusGoingAway, drain: 1500 * time.Millisecond},
 		},
+		{"event loop", []string{"-event-loop"}, nil, config{addr: ":9292", logLevel: slog.LevelInfo, eventLoop: true}},
+		{"event loop from env", nil, map[string]string{"DUPLEX_EVENT_LOOP": "true"}, config{addr: ":9292", logLevel: slog.LevelInfo, eventLoop: true}},
+		{
+			"event loop flag wins over env",
+			[]string{"-event-loop=false"},
+			map[string]string{"DUPLEX_EVENT_LOOP": "1"},
+			config{addr: ":9292", logLevel: slog.LevelInfo},
+		},
 		{
 			"shutdown code by number",
 			[]string{"-shutdown-code=1012"},
@@ -85,7 +93,8 @@ func TestParseConfig(t *testing.T) {
 				tc.want.maxConns = defaultMaxConnections
 			}
 			if got.addr != tc.want.addr || got.logLevel != tc.want.logLevel || !slices.Equal(got.allowedOrigins, tc.want.allowedOrigins) ||
-				got.shutdownCode != tc.want.shutdownCode || got.drain != tc.want.drain || got.maxConns != tc.want.maxConns {
+				got.shutdownCode != tc.want.shutdownCode || got.drain != tc.want.drain || got.maxConns != tc.want.maxConns ||
+				got.eventLoop != tc.want.eventLoop {
 				t.Errorf("parseConfig = %+v, want %+v", got, tc.want)
 			}
 		})
@@ -164,6 +173,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative drain", []string{"-drain", "-1s"}, nil, "negative"},
 		{"drain as long as the shutdown timeout", []string{"-drain", shutdownTimeout.String()}, nil, "shutdown timeout"},
 		{"negative max connections", []string{"-max-connections", "-1"}, nil, "-max-connections"},
+		{"bad DUPLEX_EVENT_LOOP", nil, map[string]string{"DUPLEX_EVENT_LOOP": "on"}, "DUPLEX_EVENT_LOOP"},
 		{"max connections not a number", nil, map[string]string{"DUPLEX_MAX_CONNECTIONS": "lots"}, "lots"},
 		{"zero handshake timeout", []string{"-handshake-timeout", "0s"}, nil, "-handshake-timeout"},
 		{"handshake timeout without a unit", nil, map[string]string{"DUPLEX_HANDSHAKE_TIMEOUT": "3"}, `"3"`},
@@ -198,6 +208,7 @@ func TestHelp(t *testing.T) {
 		"-handshake-timeout", "-handshake-rate", "-handshake-burst", "-client-ip-header",
 		"DUPLEX_HANDSHAKE_TIMEOUT", "DUPLEX_HANDSHAKE_RATE", "DUPLEX_HANDSHAKE_BURST", "DUPLEX_CLIENT_IP_HEADER",
 		"DUPLEX_ADDR", "DUPLEX_ALLOWED_ORIGINS", "DUPLEX_LOG_LEVEL", "DUPLEX_SHUTDOWN_CODE", "DUPLEX_DRAIN", "DUPLEX_MAX_CONNECTIONS",
+		"-event-loop", "DUPLEX_EVENT_LOOP",
 		"/metrics", "/healthz", "/readyz"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("usage lacks %s:\n%s", want, out.String())

@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		HandshakeTimeout: cfg.handshake.timeout,
 		Hooks:            m.hooks,
 		ObservePublish:   m.observePublish,
+		EventLoop:        cfg.eventLoop,
 	})
 	m.watch(chatServer)
 
@@ -118,7 +119,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "allowed_origins", cfg.allowedOrigins,
 		"shutdown_code", int(cfg.shutdownCode), "drain", cfg.drain, "max_connections", cfg.maxConns,
-		"handshake_timeout", cfg.handshake.timeout, "handshake_rate", cfg.handshake.rate)
+		"handshake_timeout", cfg.handshake.timeout, "handshake_rate", cfg.handshake.rate, "event_loop", cfg.eventLoop)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- serve(srv, ln) }()

@@ -16,7 +16,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -46,24 +45,10 @@ func addTLSFlags(fs *flag.FlagSet, getenv func(string) string) func() (tlsOption
 		"also speak cleartext HTTP/2 (h2c, prior knowledge), for a proxy that talks HTTP/2 to its backends;\n"+
 			"not with -tls (env DUPLEX_H2C)")
 	return func() (tlsOptions, error) {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		boolEnv := func(flagName, envName string, v *bool) error {
-			s := getenv(envName)
-			if set[flagName] || s == "" {
-				return nil
-			}
-			b, err := strconv.ParseBool(s)
-			if err != nil {
-				return fmt.Errorf("%s: %q is not a boolean (1, true, 0, false)", envName, s)
-			}
-			*v = b
-			return nil
-		}
-		if err := boolEnv("tls", "DUPLEX_TLS", on); err != nil {
+		if err := boolEnv(fs, getenv, "tls", "DUPLEX_TLS", on); err != nil {
 			return tlsOptions{}, err
 		}
-		if err := boolEnv("h2c", "DUPLEX_H2C", h2c); err != nil {
+		if err := boolEnv(fs, getenv, "h2c", "DUPLEX_H2C", h2c); err != nil {
 			return tlsOptions{}, err
 		}
 		o := tlsOptions{enabled: *on, certFile: *cert, keyFile: *key, h2c: *h2c}
