@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -272,7 +273,14 @@ func subscribeResultOf(t testing.TB, m inMsg) subResult {
 // reading the replies itself: the client holds no reading goroutine.
 func subscribeSync(t testing.TB, ctx context.Context, url, room string) *websocket.Conn {
 	t.Helper()
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{Subprotocol}})
+	return subscribeSyncWith(t, ctx, url, room, nil)
+}
+
+// subscribeSyncWith is subscribeSync through an HTTP client of the
+// caller's (nil: the default one).
+func subscribeSyncWith(t testing.TB, ctx context.Context, url, room string, hc *http.Client) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{Subprotocol}, HTTPClient: hc})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}

@@ -39,20 +39,8 @@ func TestEventLoopOverTLS(t *testing.T) {
 		return c
 	}
 
-	c := dial()
-	for id, cmd := range []string{`{"id":1,"op":"connect"}`, `{"id":2,"op":"subscribe","room":"tls"}`} {
-		if err := c.Write(ctx, websocket.MessageText, []byte(cmd)); err != nil {
-			t.Fatal(err)
-		}
-		msg, err := c.Read(ctx)
-		var m inMsg
-		if err == nil {
-			err = json.Unmarshal(msg.Data, &m)
-		}
-		if err != nil || m.ID != uint64(id+1) || m.Error != nil {
-			t.Fatalf("%s: reply %s, %v", cmd, msg.Data, err)
-		}
-	}
+	c := subscribeSyncWith(t, ctx, url, "tls", srv.Client())
+	t.Cleanup(func() { c.CloseNow() })
 	if _, err := h.Publish(ctx, "tls", json.RawMessage(`{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}
