@@ -72,7 +72,10 @@
 // For fan-out, NewPreparedMessage frames a message once (and, for peers
 // without context takeover, compresses it once) for any number of
 // connections, and ReadInto reads into a buffer the caller reuses, so that
-// a relay allocates nothing per message.
+// a relay allocates nothing per message. A publisher can queue it on each
+// subscriber (SendPrepared) and flush each with TryFlush, which never
+// waits: the subscribers it reports not done (a slow reader) are left to a
+// goroutine that calls Flush, and none holds up the others.
 //
 // WebSockets also run over HTTP/2 (RFC 8441), many on one connection. Open
 // and Accept take an extended CONNECT on an HTTP/2 stream, which net/http's

@@ -43,6 +43,43 @@ func (c *Conn) Flush() error {
 	return c.flushLocked(nil)
 }
 
+// TryFlush writes what of the queued messages the connection takes now,
+// without waiting, and reports whether that was all of it. What is left
+// stays queued, in order, for the next Flush or TryFlush. It is for
+// fan-out: a publisher that sends to many connections flushes each with
+// TryFlush, and leaves the ones that report false (a peer that reads
+// slowly, or another write under way) to a goroutine that calls Flush, so
+// that no subscriber holds up the others. Over TLS and HTTP/2, whose writes
+// cannot be tried without waiting, it writes nothing and reports false
+// unless nothing was queued.
+func (c *Conn) TryFlush() (bool, error) {
+	if !c.wmu.TryLock() {
+		return false, nil // a write is under way
+	}
+	defer c.wmu.Unlock()
+	if c.werr != nil {
+		return false, c.werr
+	}
+	if c.wbuf == nil || len(*c.wbuf) == 0 {
+		return true, c.flushLocked(nil) // gives an empty buffer back
+	}
+	if c.rb.raw == nil {
+		return false, nil
+	}
+	v := getWriteVec()
+	n := v.writeNow(c.rb.raw, *c.wbuf, nil)
+	putWriteVec(v)
+	c.bytesOut.Add(uint64(n))
+	left := copy(*c.wbuf, (*c.wbuf)[n:])
+	*c.wbuf = (*c.wbuf)[:left]
+	if left > 0 {
+		return false, nil
+	}
+	putWriteBuffer(c.wbuf)
+	c.wbuf = nil
+	return true, nil
+}
+
 // Write sends a whole message and flushes it, with whatever was queued
 // before it. When ctx ends before the write does, the connection is closed
 // (a frame may have been cut) and ctx's error returned.

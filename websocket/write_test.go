@@ -103,3 +103,66 @@ func TestWriteContextEndsWaitingWrite(t *testing.T) {
 // ioTimeoutInternal bounds a wait in these tests, against a hang: far
 // above what any of them takes.
 const ioTimeoutInternal = 10 * time.Second
+
+// TestTryFlush: TryFlush writes what the socket takes and keeps the rest,
+// in order, for a later flush; it never waits, not for a peer that stopped
+// reading nor for a Flush that does.
+func TestTryFlush(t *testing.T) {
+	client, server := smallBufferPair(t, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msg := func(i int) []byte { return bytes.Repeat([]byte{byte(i)}, 1000) }
+
+	// Queue and try until the socket is full; the client reads nothing.
+	sent, full := 0, false
+	for !full && sent < 10000 {
+		for range 32 {
+			if err := server.SendBinary(msg(sent)); err != nil {
+				t.Fatal(err)
+			}
+			sent++
+		}
+		done, err := server.TryFlush()
+		if err != nil {
+			t.Fatal(err)
+		}
+		full = !done
+	}
+	if !full {
+		t.Fatalf("%d messages of 1000 bytes all written at once to a peer that reads nothing", sent)
+	}
+
+	// A write that waits for the client holds the connection; TryFlush
+	// meanwhile does not wait for it.
+	big := bytes.Repeat([]byte{'b'}, 4<<20)
+	written := make(chan error, 1)
+	go func() { written <- server.Write(ctx, MessageBinary, big) }()
+	time.Sleep(50 * time.Millisecond) // the write is waiting by now
+	tried := make(chan bool, 1)
+	go func() { done, _ := server.TryFlush(); tried <- done }()
+	select {
+	case done := <-tried:
+		if done {
+			t.Error("TryFlush reported everything written while a 4 MiB write waits for the peer")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("TryFlush waited for a write under way")
+	}
+
+	// Everything arrives, once and in order, once the client reads.
+	for i := range sent {
+		m, err := client.Read(ctx)
+		if err != nil || !bytes.Equal(m.Data, msg(i)) {
+			t.Fatalf("message %d of %d: %d bytes starting %v, %v", i, sent, len(m.Data), m.Data[:min(len(m.Data), 1)], err)
+		}
+	}
+	if m, err := client.Read(ctx); err != nil || !bytes.Equal(m.Data, big) {
+		t.Fatalf("the 4 MiB message: %d bytes, %v", len(m.Data), err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	if done, err := server.TryFlush(); !done || err != nil {
+		t.Errorf("TryFlush with nothing queued: %v, %v", done, err)
+	}
+}

@@ -27,12 +27,9 @@ const maxQueued = 256
 //     queue to the subscriber's writer goroutine, which sends all it finds
 //     queued and Flushes once. A publisher never drains another's backlog.
 //
-// The publisher's Flush can still wait when the subscriber's socket buffer
-// is full (a subscriber that stopped reading while its queue was empty):
-// Flush has no non-blocking form. The library would need one (a TryFlush
-// that writes what the socket takes now and leaves the rest for a later
-// Flush) for the publisher never to wait; until then a full socket holds the
-// publisher up to the WriteTimeout.
+// The publisher flushes with TryFlush, which never waits: what a full
+// socket did not take (a subscriber that reads slowly) is left to the
+// subscriber's writer goroutine, as a queue is.
 type subscriber struct {
 	c    *websocket.Conn
 	wake chan struct{} // tells the writer goroutine that queue is its to drain
@@ -106,12 +103,14 @@ func (b *batch) flushUnless(more func() bool) {
 			break
 		}
 		s := b.pending[i]
-		err := s.sendErr
+		err, left := s.sendErr, false
 		if err == nil {
-			err = s.c.Flush()
+			var done bool
+			done, err = s.c.TryFlush()
+			left = !done
 		}
 		s.sendErr = nil
-		s.wrote(err)
+		s.wrote(err, left)
 	}
 	n := copy(b.pending, b.pending[i:])
 	clear(b.pending[n:])
@@ -119,15 +118,16 @@ func (b *batch) flushUnless(more func() bool) {
 }
 
 // wrote ends a write: on error the subscriber is closed; else what was
-// queued meanwhile goes to the writer goroutine.
-func (s *subscriber) wrote(err error) {
+// queued meanwhile, and what the write left unwritten (left), goes to the
+// writer goroutine.
+func (s *subscriber) wrote(err error, left bool) {
 	s.mu.Lock()
 	s.owner = nil
 	if err != nil && !s.closed {
 		s.closed = true
 		_ = s.c.CloseNow()
 	}
-	if s.closed || len(s.queue) == 0 {
+	if s.closed || len(s.queue) == 0 && !left {
 		s.queue = s.queue[:0]
 		s.writing = false
 		s.mu.Unlock()
@@ -159,7 +159,7 @@ func (s *subscriber) writer() {
 			err = s.c.Flush()
 		}
 		clear(batch)
-		s.wrote(err)
+		s.wrote(err, false)
 	}
 }
 
