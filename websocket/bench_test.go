@@ -11,7 +11,7 @@ import (
 )
 
 func BenchmarkMask(b *testing.B) {
-	for _, n := range []int{16, 128, 1024, 16 << 10} {
+	for _, n := range []int{16, 64, 128, 1024, 16 << 10, 64 << 10} {
 		p := make([]byte, n)
 		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			b.SetBytes(int64(n))

@@ -18,6 +18,15 @@ func maskBytes(key uint32, b []byte) uint32 { return maskCopy(key, b, b) }
 // of twice (a copy, then maskBytes in place).
 func maskCopy(key uint32, dst, src []byte) uint32 {
 	dst = dst[:len(src)]
+	n := maskBlocks(key, dst, src) // a multiple of 4 bytes: key unchanged
+	return maskCopyGeneric(key, dst[n:], src[n:])
+}
+
+// maskCopyGeneric is maskCopy in portable Go, eight bytes at a time: all of
+// it where there is no vector version (mask_other.go), the tail shorter than
+// a vector block where there is.
+func maskCopyGeneric(key uint32, dst, src []byte) uint32 {
+	dst = dst[:len(src)]
 	if len(src) >= 8 {
 		k := uint64(key)<<32 | uint64(key)
 		for len(src) >= 32 && len(dst) >= 32 {

@@ -118,6 +118,7 @@ func (c *Conn) readWhole(ctx context.Context, dst []byte) (Message, error) {
 	if err = c.endRead(ctx, err); err != nil {
 		return Message{}, err
 	}
+	c.rb.wantLarge(c.rs.size + maxHeaderSize)
 	c.rb.releaseIdle()
 	return msg, nil
 }

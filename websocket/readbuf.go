@@ -26,6 +26,17 @@ const socketReadBufferSize = 32 << 10
 
 var socketReadBufferPool = sync.Pool{New: func() any { b := make([]byte, socketReadBufferSize); return &b }}
 
+// largeReadBufferSize is the pooled buffer a socket read takes instead when
+// the connection's last message did not fit in socketReadBufferSize: a
+// 64 KiB message and its header then arrive in one read rather than a
+// 32 KiB read and a second one for the rest, which saves a read syscall per
+// message. Messages bigger still read what does not fit straight into
+// their destination (readPayload). Like the smaller one, it is held only
+// while the socket is busy.
+const largeReadBufferSize = 128 << 10
+
+var largeReadBufferPool = sync.Pool{New: func() any { b := make([]byte, largeReadBufferSize); return &b }}
+
 // readBuffer is a bufio.Reader that keeps its big buffer only while busy.
 //
 // Over a socket it does better: it waits for data with no buffer at all and
@@ -44,6 +55,11 @@ type readBuffer struct {
 	buf      []byte     // small or *big
 	r, w     int
 	lastFull bool // the last read filled the buffer: more is likely waiting
+
+	// large: the last message outgrew socketReadBufferSize, so the next
+	// pooled buffer over a socket is a largeReadBufferSize one. Set by the
+	// reader after each message (wantLarge).
+	large bool
 
 	// nonblocking is the event loop's mode (events.go): fill never waits
 	// but returns errWouldBlock, so that the parser sees only the bytes
@@ -147,6 +163,20 @@ func (b *readBuffer) releaseIdle() {
 	}
 }
 
+// wantLarge records how big the message just read was (header included),
+// for the choice of the next pooled buffer over a socket.
+func (b *readBuffer) wantLarge(messageBytes int64) {
+	b.large = b.raw != nil && messageBytes > socketReadBufferSize
+}
+
+// getBig takes a pooled buffer: the larger kind after a large message.
+func (b *readBuffer) getBig() *[]byte {
+	if b.large {
+		return largeReadBufferPool.Get().(*[]byte)
+	}
+	return b.pool.Get().(*[]byte)
+}
+
 // pooledSize is the size of the buffers b.pool holds.
 func (b *readBuffer) pooledSize() int {
 	if b.raw != nil {
@@ -157,8 +187,13 @@ func (b *readBuffer) pooledSize() int {
 
 func (b *readBuffer) releaseBig() {
 	if b.big != nil {
-		if len(*b.big) == b.pooledSize() { // not one grown by readAvailable
+		switch len(*b.big) { // not one grown by readAvailable
+		case b.pooledSize():
 			b.pool.Put(b.big)
+		case largeReadBufferSize:
+			if b.raw != nil {
+				largeReadBufferPool.Put(b.big)
+			}
 		}
 		b.big = nil
 	}
@@ -184,7 +219,7 @@ func (b *readBuffer) fillSocket() error {
 
 func (b *readBuffer) readSocket(fd uintptr) bool {
 	if b.big == nil {
-		b.big = b.pool.Get().(*[]byte)
+		b.big = b.getBig()
 		b.w = copy(*b.big, b.buf[b.r:b.w])
 		b.r = 0
 		b.buf = *b.big
