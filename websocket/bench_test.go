@@ -102,18 +102,24 @@ func BenchmarkRoundTrip(b *testing.B) {
 					}
 				}
 			}()
-			p := make([]byte, n)
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := client.Write(ctx, MessageBinary, p); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := client.Read(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
+			roundTrips(b, client, n)
 		})
+	}
+}
+
+// roundTrips writes an n-byte message and reads its echo, b.N times.
+func roundTrips(b *testing.B, client *Conn, n int) {
+	ctx := context.Background()
+	p := make([]byte, n)
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := client.Write(ctx, MessageBinary, p); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := client.Read(ctx); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -129,18 +135,7 @@ func BenchmarkRoundTripEvents(b *testing.B) {
 				return c.Flush()
 			}})
 			server.startEvents(false)
-			ctx := context.Background()
-			p := make([]byte, n)
-			b.SetBytes(int64(n))
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := client.Write(ctx, MessageBinary, p); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := client.Read(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
+			roundTrips(b, client, n)
 		})
 	}
 }

@@ -270,8 +270,12 @@ func (s *eventSocket) Read(p []byte) (int, error) {
 	var n int
 	var err error
 	rerr := s.do(func(fd uintptr) bool {
-		n, err = sysRead(fd, p)
-		return err != syscall.EAGAIN && err != syscall.EINTR
+		for {
+			n, err = sysRead(fd, p)
+			if err != syscall.EINTR {
+				return err != syscall.EAGAIN
+			}
+		}
 	}, false)
 	switch {
 	case rerr != nil:

@@ -54,38 +54,22 @@ func (a *agg) hubBroadcast(b *strings.Builder, plots map[string]string) {
 			}
 			return h
 		}, func(c column, h string) string {
-			st := a.stat(x, c.series, deliveries)
-			if !st.ok() {
-				if h == metrics[0] {
-					return cell(st, num, false)
-				}
-				return ""
+			if v, ok := a.deliveryCell(x, c.series, h, h == metrics[0]); ok {
+				return v
 			}
 			switch h {
-			case "deliveries/s":
-				return cell(st, num, true)
 			case "÷ raw loop":
-				return ratio(st.med, raw.orNaN())
-			case "lag p50":
-				return us(med(c, p50))
-			case "lag p99":
-				return us(med(c, p99))
-			case "lag p99.9":
-				return us(med(c, p999))
+				return ratio(med(c, deliveries), raw.orNaN())
 			case "server CPU µs/delivery":
 				return cell(a.stat(x, c.series, cpuPerMsg), fixed2, true)
 			case cpuRaw:
 				return ratio(med(c, cpuPerMsg), rawCPU.orNaN())
 			case "bytes/delivery":
 				return fixed0(med(c, replyBytes))
-			case "write syscalls/delivery":
-				return fixed2(med(c, writes))
 			case "server busy":
 				return percent(med(c, serverBusy))
-			case "setup CPU":
-				return fmt.Sprintf("%.2f s", med(c, setupCPU))
 			}
-			return fmt.Sprint(a.lost(x, c.series))
+			return fmt.Sprintf("%.2f s", med(c, setupCPU)) // setup CPU
 		})
 		w("%s\n", t)
 		h := a.stat(x, Hub, deliveries)

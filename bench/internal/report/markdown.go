@@ -200,30 +200,13 @@ func (a *agg) broadcast(b *strings.Builder, plots map[string]string) {
 		rr := a.ratio(ratios{f: deliveries, higher: true, floor: a.sameCellFloor(deliveries), floorSelf: true})
 		t := grid("library", a.columns(Broadcast, false), func(c column) string { return c.series }, metrics, func(h string) string { return h },
 			func(c column, h string) string {
-				st := a.stat(x, c.series, deliveries)
-				if !st.ok() {
-					if h == metrics[0] {
-						return cell(st, num, false)
-					}
-					return ""
+				if v, ok := a.deliveryCell(x, c.series, h, h == metrics[0]); ok {
+					return v
 				}
-				switch h {
-				case "deliveries/s":
-					return cell(st, num, true)
-				case "ratio · floor":
+				if h == "ratio · floor" {
 					return rr(x, c)
-				case "lag p50":
-					return us(a.stat(x, c.series, p50).med)
-				case "lag p99":
-					return us(a.stat(x, c.series, p99).med)
-				case "lag p99.9":
-					return us(a.stat(x, c.series, p999).med)
-				case "server CPU µs/delivery":
-					return fixed2(a.stat(x, c.series, cpuPerMsg).med)
-				case "write syscalls/delivery":
-					return fixed2(a.stat(x, c.series, writes).med)
 				}
-				return fmt.Sprint(a.lost(x, c.series))
+				return fixed2(a.stat(x, c.series, cpuPerMsg).med) // server CPU µs/delivery
 			})
 		w("%s\n", t)
 	}
@@ -241,4 +224,34 @@ func (a *agg) lost(x at, series string) int64 {
 		n += r.Lost
 	}
 	return n
+}
+
+// deliveryCell is a broadcast table's cell (library or hub) for the
+// columns both tables have, and false for any other. A series without a
+// deliveries figure shows why in its first column (first) and nothing in
+// the others.
+func (a *agg) deliveryCell(x at, series, h string, first bool) (string, bool) {
+	st := a.stat(x, series, deliveries)
+	if !st.ok() {
+		if first {
+			return cell(st, num, false), true
+		}
+		return "", true
+	}
+	med := func(f metric) float64 { return a.stat(x, series, f).med }
+	switch h {
+	case "deliveries/s":
+		return cell(st, num, true), true
+	case "lag p50":
+		return us(med(p50)), true
+	case "lag p99":
+		return us(med(p99)), true
+	case "lag p99.9":
+		return us(med(p999)), true
+	case "write syscalls/delivery":
+		return fixed2(med(writes)), true
+	case "lost":
+		return fmt.Sprint(a.lost(x, series)), true
+	}
+	return "", false
 }
