@@ -147,6 +147,18 @@ func broadcast(ctx context.Context, c *websocket.Conn, room *srvkit.Room[*subscr
 		// Framed once for every subscriber, as the package doc advises
 		// for fan-out; it copies msg.Data, so buf can be reused.
 		pm := websocket.NewPreparedMessage(msg.Type, msg.Data)
+		if !c.MessageReady() {
+			// Nothing more to send with it: each subscriber is sent the
+			// message and flushed at once, in one pass, so that one write
+			// buffer goes from subscriber to subscriber instead of one
+			// per subscriber being held until the batch's flush.
+			b.flush() // what an earlier batch left pending goes first
+			room.Each(func(m *subscriber) {
+				m.send(pm, &b)
+				b.flush()
+			})
+			continue
+		}
 		room.Each(func(m *subscriber) { m.send(pm, &b) })
 		// As the echo: a message that has arrived meanwhile is read and
 		// sent before the subscribers not yet flushed are.
