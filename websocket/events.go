@@ -363,6 +363,9 @@ func (c *Conn) parseBuffered() (need int, err error) {
 			return 0, err
 		}
 		c.deliver(Message{Type: c.rs.typ, Data: data})
+		// As Read: after a large message the next read takes the large
+		// buffer, so that the next such message comes in one read.
+		c.rb.wantLarge(c.rs.size + maxHeaderSize)
 		if cap(data) <= maxPooledMessageBuffer {
 			*st.partial = data[:0]
 			messageBufferPool.Put(st.partial)

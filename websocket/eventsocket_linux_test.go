@@ -5,12 +5,16 @@ package websocket
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -166,4 +170,112 @@ func TestEventsMessageReady(t *testing.T) {
 	if seen[n-1] {
 		t.Error("MessageReady true for the last message")
 	}
+}
+
+// TestEventsLargeMessageOneRead: once a large message has come, the event
+// loop reads the next one whole in one read, as a reading goroutine does
+// (readBuffer.wantLarge), rather than a 32 KiB read, a second for the rest
+// and a third that finds the socket empty. The reads are the process's
+// (/proc/self/io), less the client's own: it uses a blocking socket and
+// plain read(2), so each of its reads is one call.
+func TestEventsLargeMessageOneRead(t *testing.T) {
+	const size, warmup, n = 64 << 10, 2, 32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		AcceptEvents(w, r, nil, Events{OnMessage: func(c *Conn, msg Message) error {
+			if err := c.SendBinary(msg.Data); err != nil {
+				return err
+			}
+			return c.Flush()
+		}})
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().(*net.TCPAddr)
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Connect(fd, &syscall.SockaddrInet4{Port: addr.Port, Addr: [4]byte(addr.IP.To4())}); err != nil {
+		t.Fatal(err)
+	}
+	tv := syscall.Timeval{Sec: 10}
+	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	writeAll := func(p []byte) {
+		for len(p) > 0 {
+			k, err := syscall.Write(fd, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p = p[k:]
+		}
+	}
+	clientReads := 0
+	buf := make([]byte, 256<<10)
+	readUntil := func(have []byte, done func([]byte) bool) []byte {
+		for !done(have) {
+			k, err := syscall.Read(fd, buf)
+			clientReads++
+			if err != nil || k == 0 {
+				t.Fatalf("client read: %d, %v", k, err)
+			}
+			have = append(have, buf[:k]...)
+		}
+		return have
+	}
+	writeAll([]byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+	resp := readUntil(nil, func(b []byte) bool { return bytes.Contains(b, []byte("\r\n\r\n")) })
+	if !bytes.HasPrefix(resp, []byte("HTTP/1.1 101")) || !bytes.HasSuffix(resp, []byte("\r\n\r\n")) {
+		t.Fatalf("handshake answer: %q", resp)
+	}
+
+	payload := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	frame := binary.BigEndian.AppendUint64([]byte{0x82, 0xff}, size) // FIN, binary; masked, 64-bit length
+	frame = append(append(frame, 1, 2, 3, 4), payload...)
+	for i := range payload {
+		frame[14+i] ^= [4]byte{1, 2, 3, 4}[i%4]
+	}
+	echo := func() {
+		writeAll(frame)
+		got := readUntil(nil, func(b []byte) bool { return len(b) >= 10+size })
+		if len(got) != 10+size || !bytes.Equal(got[10:], payload) {
+			t.Fatalf("echo: %d bytes, want %d, the payload", len(got), 10+size)
+		}
+	}
+	for range warmup {
+		echo()
+	}
+	reads0, clientReads0 := processReads(t), clientReads
+	for range n {
+		echo()
+	}
+	server := processReads(t) - reads0 - (clientReads - clientReads0)
+	// One read per message; a few more for the runtime's own (its poller's
+	// wake-ups read an eventfd). Before, each message took three.
+	if server > n+n/4 {
+		t.Errorf("the event loop made %d reads for %d messages of %d bytes, want about one each", server, n, size)
+	}
+	t.Logf("%d server reads for %d messages", server, n)
+}
+
+// processReads is this process's read system calls so far (syscr).
+func processReads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		t.Skipf("no /proc/self/io: %v", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			k, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return k
+		}
+	}
+	t.Skip("no syscr in /proc/self/io")
+	return 0
 }

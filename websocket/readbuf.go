@@ -251,7 +251,7 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 
 // readAvailable is the event loop's read: it reads what the socket holds
 // now, without waiting, into a buffer big enough for need bytes from the
-// read position (a pooled one up to the pool's size, a buffer of its own
+// read position (a pooled one up to largeReadBufferSize, a buffer of its own
 // past that: a compressed message, which the parser takes only whole, may
 // be bigger than the pooled buffer; see inflateWindow). It reads once: a
 // read that does not fill the buffer has drained the socket, and the loop's
@@ -268,10 +268,16 @@ func (b *readBuffer) readAvailable(need int) (n int, err error) {
 		need = max(need, 2*len(b.buf)) // never read into no room: that reads as EOF
 	}
 	if need > b.pooledSize() && need > len(b.buf) {
-		grown := make([]byte, max(need, 2*len(b.buf)))
-		b.w = copy(grown, b.buf[:b.w])
+		var grown *[]byte
+		if need <= largeReadBufferSize {
+			grown = largeReadBufferPool.Get().(*[]byte)
+		} else {
+			g := make([]byte, max(need, 2*len(b.buf)))
+			grown = &g
+		}
+		b.w = copy(*grown, b.buf[:b.w])
 		b.releaseBig()
-		b.big, b.buf = &grown, grown
+		b.big, b.buf = grown, *grown
 	}
 	b.rawErr = nil
 	w := b.w
