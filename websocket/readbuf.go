@@ -234,6 +234,8 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 				b.r, b.w = 0, 0
 				b.buf = b.small
 				b.releaseBig()
+			} else {
+				b.shrinkToPooled()
 			}
 			// The event loop waits in its own poller, not this one.
 			return b.nonblocking
@@ -247,6 +249,22 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// shrinkToPooled moves what is buffered out of a large buffer into a
+// pooled one of socketReadBufferSize when it fits, before the connection
+// waits for more: a peer that stops part-way through a frame after a large
+// message then pins 32 KiB, as any other, not 128 KiB. It costs a copy of
+// at most 32 KiB, only when a read finds the socket empty mid-frame.
+func (b *readBuffer) shrinkToPooled() {
+	if b.big == nil || len(*b.big) != largeReadBufferSize || b.buffered() > socketReadBufferSize {
+		return
+	}
+	small := socketReadBufferPool.Get().(*[]byte)
+	b.w = copy(*small, b.buf[b.r:b.w])
+	b.r = 0
+	largeReadBufferPool.Put(b.big)
+	b.big, b.buf = small, *small
 }
 
 // readAvailable is the event loop's read: it reads what the socket holds
