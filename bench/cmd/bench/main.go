@@ -41,6 +41,7 @@ func main() {
 	var libs, scenarios, conns, payloads, idle string
 	flag.BoolVar(&o.Short, "short", false, "the quick run (1 round, fewer cells, short windows)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "rounds (default 3, or 1 with -short)")
+	flag.IntVar(&o.IdleRounds, "idle-rounds", 0, "rounds of the idle and deflate-idle scenarios, the first ones (default and at most -rounds: memory drifts little and is slow to ramp)")
 	flag.StringVar(&libs, "libs", "", "comma-separated libraries (default: duplex,gorilla,coder,gws,gobwas,nbio,tcp)")
 	flag.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios (default: echo,pipelined,idle,broadcast,deflate,deflate-idle; also hub-broadcast; hub-nats runs alone)")
 	flag.StringVar(&conns, "conns", "", "echo connection counts, comma-separated")

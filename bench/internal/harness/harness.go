@@ -54,6 +54,11 @@ type Options struct {
 	Micro     bool     // run the microbenchmarks too
 	Log       io.Writer
 
+	// IdleRounds are the rounds that also run the idle and deflate-idle
+	// scenarios, the first ones (default and at most Rounds): memory is
+	// slow to ramp up and does not drift between rounds as CPU does.
+	IdleRounds int
+
 	Warmup, Duration time.Duration
 	EchoConns        []int
 	Payloads         []int
@@ -113,6 +118,9 @@ func (o *Options) Defaults() {
 		defInts(&o.DeflatePayloads, 1<<10, 16<<10)
 		defInts(&o.PipelinedPayloads, 64, 1<<10)
 		defInts(&o.DeflateIdleSteps, 5000)
+	}
+	if o.IdleRounds == 0 || o.IdleRounds > o.Rounds {
+		o.IdleRounds = o.Rounds
 	}
 	def(&o.PipelinedConns, 100)
 	def(&o.PipelinedDepth, 16)
@@ -250,7 +258,7 @@ func Run(opt Options) (*report.Results, error) {
 	r := &runner{opt: opt, libs: map[string]*report.Lib{}, bin: map[string]string{}, variants: map[string][]string{}}
 	r.res = &report.Results{Started: time.Now()}
 	r.res.Machine = machine(fdLimit)
-	r.res.Settings = report.Settings{Command: opt.Command, Short: opt.Short, Rounds: opt.Rounds,
+	r.res.Settings = report.Settings{Command: opt.Command, Short: opt.Short, Rounds: opt.Rounds, IdleRounds: opt.IdleRounds,
 		Warmup: opt.Warmup, Duration: opt.Duration, ServerCPU: opt.ServerCPU, LoadCPU: opt.LoadCPU,
 		Depth: opt.Depth, Windows: opt.Windows, PipelinedDepth: opt.PipelinedDepth}
 	m := r.res.Machine

@@ -55,7 +55,8 @@ func (r *runner) plan() []task {
 				tasks = append(tasks, echoVariants(e, report.PipelinedVariant)...)
 			}
 		}
-		if has(report.Idle) {
+		idleRound := round <= o.IdleRounds
+		if has(report.Idle) && idleRound {
 			last := o.IdleSteps[len(o.IdleSteps)-1]
 			idleEst := 1 + float64(len(o.IdleSteps))*r.settleMin().Seconds()*1.5 + connectEst(last)
 			for _, l := range libs {
@@ -77,7 +78,7 @@ func (r *runner) plan() []task {
 				}
 			}
 		}
-		if has(report.DeflateIdle) {
+		if has(report.DeflateIdle) && idleRound {
 			last := o.DeflateIdleSteps[len(o.DeflateIdleSteps)-1]
 			idleEst := 1 + float64(len(o.DeflateIdleSteps))*r.settleMin().Seconds()*1.5 + connectEst(last)
 			for _, l := range libs {

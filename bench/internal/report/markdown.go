@@ -24,8 +24,14 @@ func (a *agg) markdown(plots map[string]string) string {
 	w("**Machine:** %d cores, %s, %s RAM, Linux %s, %s, open-file limit %d per process. Load average %s at the start, %s at the end (the machine is shared).\n\n",
 		m.Cores, m.CPUModel, m.MemTotal, m.Kernel, m.GoVersion, m.FDLimit, m.LoadStart, m.LoadEnd)
 	w("**Method:** each server runs alone pinned to CPU %s with GOMAXPROCS=1; the load generator (one goroutine on a raw epoll set, frames built once, masked) runs pinned to CPU %s with GOMAXPROCS=1. ", s.ServerCPU, s.LoadCPU)
-	w("Every cell is a fresh server process; %d round(s), the libraries' order rotated each round; each echo or broadcast run has a %v warm-up and a %v measured window. ", s.Rounds, s.Warmup, s.Duration)
+	rounds := fmt.Sprintf("%d round(s)", s.Rounds)
+	if s.IdleRounds != 0 && s.IdleRounds != s.Rounds {
+		rounds += fmt.Sprintf(" (idle and deflate-idle: the first %d)", s.IdleRounds)
+	}
+	w("Every cell is a fresh server process; %s, the libraries' order rotated each round; each echo or broadcast run has a %v warm-up and a %v measured window. ", rounds, s.Warmup, s.Duration)
 	w("Figures are medians over the rounds with (min–max). Server CPU time comes from /proc/<pid>/stat (utime+stime) over the measured window. ")
+	w("Whole rounds run slow or fast for every server at once, and this drift is larger than the libraries' differences (on the 2-core machine of issue 12 the TCP floor's echo at c=1000 64 B took 16.77, 18.21 and 13.31 µs of server CPU per message in three rounds), so a ratio of two medians may compare one server's slow round with another's fast one. ")
+	w("The targets that compare Duplex with a peer or with another of its modes are therefore judged **paired**: the ratio is taken within each round (a round where either side failed is left out) and the target judged on the median of those ratios, shown with their min–max and the ratio of the medians beside it; the memory targets, which do not drift that way, are judged on the medians. ")
 	var wins []string
 	for _, x := range s.Windows {
 		wins = append(wins, fmt.Sprint(x))

@@ -114,14 +114,24 @@ func (a *agg) stat(x at, series string, f metric) stat {
 		switch {
 		case r.NA:
 			s.na = true
-		case r.Err != "" && f(r) == 0:
+		case !measured(r, f):
 			s.err = r.Err
 		default:
 			vals = append(vals, f(r))
 		}
 	}
+	s.summarize(vals)
+	return s
+}
+
+// measured says whether r has a figure by f: it is no failed run (a run
+// that failed after measuring keeps its figure).
+func measured(r Record, f metric) bool { return !r.NA && (r.Err == "" || f(r) != 0) }
+
+// summarize sets the median, min and max of vals (none: s stays not ok).
+func (s *stat) summarize(vals []float64) {
 	if len(vals) == 0 {
-		return s
+		return
 	}
 	sort.Float64s(vals)
 	s.n = len(vals)
@@ -131,7 +141,6 @@ func (a *agg) stat(x at, series string, f metric) stat {
 	} else {
 		s.med = (vals[len(vals)/2-1] + vals[len(vals)/2]) / 2
 	}
-	return s
 }
 
 // cells lists the cells of a scenario, sorted by connections and payload.

@@ -16,13 +16,17 @@ type versus struct {
 	floor         float64 // the floor's median, NaN if none
 	higher        bool
 	format        func(float64) string
+	duplex        side   // where d comes from
+	f             metric // d's metric
+	memory        bool   // compared on the medians, not paired: memory does not drift between rounds
 }
 
 // against builds a summary row: series in cell dx, against the best peer
 // (among those among lets count) and the floor (nil: none) in cell x.
 func (a *agg) against(label, name string, dx, x at, series string, f metric, higher bool, among func(string) bool, floor func(at) stat, format func(float64) string) versus {
 	peer, pv := a.best(x, f, higher, among)
-	v := versus{label: label, metric: name, d: a.stat(dx, series, f), peer: peer, pv: pv, floor: math.NaN(), higher: higher, format: format}
+	v := versus{label: label, metric: name, d: a.stat(dx, series, f), peer: peer, pv: pv, floor: math.NaN(), higher: higher, format: format,
+		duplex: side{dx, series}, f: f}
 	if floor != nil {
 		v.floor = floor(x).orNaN()
 	}
@@ -46,6 +50,7 @@ func (a *agg) duplexSeries(scenario string) []string {
 func (a *agg) versusAll() []versus {
 	var out []versus
 	add := func(v versus) { out = append(out, v) }
+	memory := func(v versus) versus { v.memory = true; return v }
 	for _, x := range a.cells(Echo) {
 		l := fmt.Sprintf("echo c=%d %s", x.conns, Size(x.payload))
 		add(a.against(l, "msgs/s", x, x, Ours, msgsPerSec, true, peers, a.sameCellFloor(msgsPerSec), num))
@@ -59,12 +64,12 @@ func (a *agg) versusAll() []versus {
 		add(a.against(l, "p99 (floor: 1 in flight)", x, x, Ours, p99, false, peers, a.oneInFlightFloor(p99), us))
 	}
 	for _, x := range a.cells(Idle) {
-		add(a.against(fmt.Sprintf("idle c=%d", x.conns), "bytes/conn", x, x, Ours, perConn, false, peers, a.sameCellFloor(perConn), kib))
+		add(memory(a.against(fmt.Sprintf("idle c=%d", x.conns), "bytes/conn", x, x, Ours, perConn, false, peers, a.sameCellFloor(perConn), kib)))
 	}
 	for _, v := range a.variants[IdleVariant] {
 		for _, vx := range a.cells(IdleVariant) {
 			x := at{Idle, vx.conns, vx.payload}
-			add(a.against(fmt.Sprintf("idle c=%d, %s", x.conns, v), "bytes/conn", vx, x, v, perConn, false, peers, a.sameCellFloor(perConn), kib))
+			add(memory(a.against(fmt.Sprintf("idle c=%d, %s", x.conns, v), "bytes/conn", vx, x, v, perConn, false, peers, a.sameCellFloor(perConn), kib)))
 		}
 	}
 	for _, x := range a.cells(Broadcast) {
@@ -81,10 +86,29 @@ func (a *agg) versusAll() []versus {
 	for _, x := range a.cells(DeflateIdle) {
 		for _, s := range a.duplexSeries(DeflateIdle) {
 			l := fmt.Sprintf("deflate-idle c=%d, %s, %s", x.conns, s, a.deflateMode(s))
-			add(a.against(l, "bytes/conn (peers in its mode)", x, x, s, perConn, false, a.sameMode(s), nil, kib))
+			add(memory(a.against(l, "bytes/conn (peers in its mode)", x, x, s, perConn, false, a.sameMode(s), nil, kib)))
 		}
 	}
 	return out
+}
+
+// toPeer is Duplex's ratio to the best peer in a row, paired within rounds
+// (paired.go) but for memory, and its cell: the paired ratio with the
+// medians' beside it when more than one round paired. Without a round
+// that both have a figure in, it is the medians' ratio.
+func (a *agg) toPeer(v versus) (float64, string) {
+	q := v.d.med / v.pv
+	if v.memory {
+		return q, ratio(v.d.med, v.pv)
+	}
+	p := a.paired(v.duplex, side{v.duplex.x, v.peer}, v.f)
+	switch {
+	case p.n > 1:
+		return p.med, fmt.Sprintf("%.2f× (medians' %.2f×)", p.med, q)
+	case p.ok():
+		return p.med, fmt.Sprintf("%.2f×", p.med)
+	}
+	return q, ratio(v.d.med, v.pv)
 }
 
 // summary is Duplex against the best other library and the floor, cell by cell.
@@ -116,8 +140,11 @@ func (a *agg) summary(b *strings.Builder) {
 				return v.peer
 			case !v.d.ok():
 				return ""
+			case h == "duplex / best peer" && v.peer == "":
+				return "–"
 			case h == "duplex / best peer":
-				return ratio(v.d.med, v.pv)
+				_, s := a.toPeer(v)
+				return s
 			}
 			return ratio(v.d.med, v.floor)
 		})
@@ -125,7 +152,7 @@ func (a *agg) summary(b *strings.Builder) {
 		if !v.d.ok() || v.peer == "" || v.pv <= 0 {
 			continue
 		}
-		q := v.d.med / v.pv
+		q, _ := a.toPeer(v)
 		item := fmt.Sprintf("%s, %s: %.2f× %s", v.label, v.metric, q, v.peer)
 		switch {
 		case v.higher && q < 0.9 || !v.higher && q > 1.1:
@@ -134,7 +161,7 @@ func (a *agg) summary(b *strings.Builder) {
 			ahead = append(ahead, item)
 		}
 	}
-	fmt.Fprintf(b, "## Duplex against the field\n\nFor msgs/s and deliveries/s a ratio below 1 means Duplex is behind; for CPU, latency and memory a ratio above 1 means Duplex is behind. Pipelined rows compare with the TCP floor at one message in flight; deflate rows with the best peer in the same compression mode (no floor: it does not compress).\n\n%s\n", t)
+	fmt.Fprintf(b, "## Duplex against the field\n\nFor msgs/s and deliveries/s a ratio below 1 means Duplex is behind; for CPU, latency and memory a ratio above 1 means Duplex is behind. Against the best peer (best by median) the ratio is paired, the median of the ratios within each round (see Method), with the ratio of the medians in brackets, but for memory (medians only); against the TCP floor it is the medians'. Pipelined rows compare with the TCP floor at one message in flight; deflate rows with the best peer in the same compression mode (no floor: it does not compress).\n\n%s\n", t)
 	if len(behind) > 0 {
 		fmt.Fprintf(b, "Behind the best peer by more than 10%%:\n\n- %s\n\n", strings.Join(behind, "\n- "))
 	}

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"math"
 	"strings"
 	"testing"
 )
@@ -97,15 +98,15 @@ func TestTargetsAllMet(t *testing.T) {
 		}
 	}
 	for i, want := range []string{
-		"c=100 64 B 0.80×, c=100 16 KiB 0.80× (duplex ÷ gws)",
-		"c=100 64 B 0.90×, c=100 16 KiB 0.90× (duplex ÷ gws)",
-		"c=100 64 B 1.25× (duplex pipelined ÷ tcp at 1 in flight)",
-		"to 1000, 64 B, ÷ gws 1.33×",
-		"c=100 1 KiB 1.33× (duplex (nocontext) ÷ gws, both no takeover)",
+		"c=100 64 B 0.80× (1 round), c=100 16 KiB 0.80× (1 round) (duplex ÷ gws)",
+		"c=100 64 B 0.90× (1 round), c=100 16 KiB 0.90× (1 round) (duplex ÷ gws)",
+		"c=100 64 B 1.25× (1 round) (duplex pipelined ÷ tcp at 1 in flight)",
+		"to 1000, 64 B, ÷ gws 1.33× (1 round)",
+		"c=100 1 KiB 1.33× (1 round) (duplex (nocontext) ÷ gws, both no takeover)",
 		"c=19000 1.26× (duplex (accept) ÷ tcp)",
 		"c=19000 1.04× (duplex ÷ duplex (accept))",
 		"1.46 KiB at c=19000",
-		"c=100 64 B 0.95×, c=100 16 KiB 0.95× (duplex (events) ÷ duplex)",
+		"c=100 64 B 0.95× (1 round), c=100 16 KiB 0.95× (1 round) (duplex (events) ÷ duplex)",
 	} {
 		if ts[i].figure != want {
 			t.Errorf("%s: figures %q, want %q", ts[i].name, ts[i].figure, want)
@@ -153,6 +154,79 @@ func TestTargetsEachNotMet(t *testing.T) {
 			if s != want {
 				t.Errorf("%s changed: %s is %v (%s), want %v", c.series, ts[i].name, s, ts[i].figure, want)
 			}
+		}
+	}
+}
+
+// inRounds is recs run n times: a copy of each record in rounds 1 to n.
+func inRounds(recs []Record, n int) []Record {
+	var out []Record
+	for round := 1; round <= n; round++ {
+		for _, r := range recs {
+			r.Round = round
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// echoCPU sets series' echo CPU per message round by round (v[0] in round
+// 1), in both echo cells; NaN is a failed run.
+func echoCPU(recs []Record, series string, v ...float64) []Record {
+	return change(recs, Echo, series, func(r *Record) {
+		r.CPUPerMsg, r.Err = v[r.Round-1], ""
+		if math.IsNaN(r.CPUPerMsg) {
+			r.CPUPerMsg, r.Err = 0, "server exited"
+		}
+	})
+}
+
+// Targets against a peer are judged on the median of the ratios taken
+// within each round, not on the ratio of the medians: here round 3 is slow
+// for everyone and the fast rounds are noisy, so the medians come from
+// different rounds and their ratio says the opposite.
+func TestTargetsPaired(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		duplex, gws []float64
+		want        status
+		figure      string
+	}{
+		{"paired under, medians over", []float64{11, 9.69, 19}, []float64{10, 10.2, 20}, met,
+			"c=100 64 B 0.95× (paired; 0.95–1.10 over 3 rounds; medians' ratio 1.08×)"},
+		{"paired over, medians under", []float64{9, 9.45, 21}, []float64{10, 9, 20}, notMet,
+			"c=100 64 B 1.05× (paired; 0.90–1.05 over 3 rounds; medians' ratio 0.94×)"},
+	} {
+		recs := echoCPU(echoCPU(inRounds(onTarget(), 3), Ours, c.duplex...), "gws", c.gws...)
+		st, ts := statuses(t, recs)
+		if st[0] != c.want || !strings.HasPrefix(ts[0].figure, c.figure) {
+			t.Errorf("%s: %v (%s), want %v (%s…)", c.name, st[0], ts[0].figure, c.want, c.figure)
+		}
+	}
+}
+
+// A round where either side failed is left out of the pairing, whichever
+// side it was; a cell where no round has both figures counts as failed.
+func TestTargetsPairedFailedRounds(t *testing.T) {
+	nan := math.NaN()
+	for _, c := range []struct {
+		name        string
+		duplex, gws []float64
+		want        status
+		figure      string
+	}{
+		// paired with the failed round's 0 the median would be 1.00, met
+		{"duplex failed in round 2", []float64{4, nan, 6, 6}, []float64{5, 5, 5, 5}, notMet,
+			"c=100 64 B 1.20× (paired; 0.80–1.20 over 3 rounds; medians' ratio 1.20×)"},
+		{"gws failed in round 2", []float64{4, 6, 4, 6}, []float64{5, nan, 5, 5}, met,
+			"c=100 64 B 0.80× (paired; 0.80–1.20 over 3 rounds; medians' ratio 1.00×)"},
+		{"no round with both", []float64{nan, nan, 4, 4}, []float64{5, 5, nan, nan}, notMet,
+			"c=100 64 B failed, c=100 16 KiB failed"},
+	} {
+		recs := echoCPU(echoCPU(inRounds(onTarget(), 4), Ours, c.duplex...), "gws", c.gws...)
+		st, ts := statuses(t, recs)
+		if st[0] != c.want || !strings.HasPrefix(ts[0].figure, c.figure) {
+			t.Errorf("%s: %v (%s), want %v (%s…)", c.name, st[0], ts[0].figure, c.want, c.figure)
 		}
 	}
 }
@@ -209,7 +283,7 @@ func TestTargetSection(t *testing.T) {
 	newAgg(fixture(change(onTarget(), Echo, Ours, func(r *Record) { r.P99 = 2000 })...)).targetSection(&b)
 	for _, want := range []string{
 		"| target | status | figures |",
-		"| Echo: p99 at or below gws's, every size and connection count | **not met** | c=100 64 B 2.00×, c=100 16 KiB 2.00× (duplex ÷ gws) |",
+		"| Echo: p99 at or below gws's, every size and connection count | **not met** | c=100 64 B 2.00× (1 round), c=100 16 KiB 2.00× (1 round) (duplex ÷ gws) |",
 		"| Event-loop mode: at most 2.00 KiB per idle connection at 19k connections | met | 1.46 KiB at c=19000 |",
 	} {
 		if !strings.Contains(b.String(), want) {

@@ -80,6 +80,9 @@ type Settings struct {
 	LoadCPU   string        `json:"load_cpu"`
 	Depth     int           `json:"depth"`
 	Windows   []int         `json:"windows"`
+	// IdleRounds are the rounds that ran the idle and deflate-idle
+	// scenarios, the first ones (0 in results written before it: Rounds).
+	IdleRounds int `json:"idle_rounds,omitempty"`
 	// PipelinedDepth is the pipelined scenario's messages in flight per connection.
 	PipelinedDepth int `json:"pipelined_depth,omitempty"`
 }
