@@ -66,31 +66,85 @@ func (c *Conn) WritePrepared(ctx context.Context, pm *PreparedMessage) error {
 }
 
 func (c *Conn) sendPrepared(ctx context.Context, pm *PreparedMessage, flush bool) error {
-	if pm.typ != MessageText && pm.typ != MessageBinary {
-		return fmt.Errorf("websocket: cannot write a message of type %v", pm.typ)
+	op, frame, payload, rsv, err := c.preparedFrame(pm)
+	if err != nil {
+		return err
 	}
-	op, data := opcode(pm.typ), pm.data()
-	frame, payload, rsv := pm.frame, data, byte(0)
-	if c.deflate.wants(op, len(data)) {
-		if !c.deflate.params.sendNoTakeover {
-			return c.send(ctx, op, data, flush) // compressed against this connection's history
-		}
-		f := pm.compressedFor(c.deflate.level, c.deflate.params.sendWindowBits)
-		frame, payload, rsv = f.frame, f.frame[f.hlen:], bitRSV1
+	if frame == nil {
+		return c.send(ctx, op, payload, flush) // compressed against this connection's history
 	}
 	if err := c.lockMessage(ctx); err != nil {
 		return err
 	}
 	c.wmu.Lock()
-	var err error
-	if c.client {
-		err = c.writeFrameLocked(ctx, true, op, rsv, payload, flush)
-	} else {
-		err = c.writeFramedLocked(ctx, frame, flush)
-	}
+	err = c.writePreparedLocked(ctx, op, frame, payload, rsv, flush)
 	c.wmu.Unlock()
 	c.msgSem.unlock()
 	return err
+}
+
+// TrySendPrepared queues pm as SendPrepared does, but only when that takes
+// neither a wait nor a write; otherwise it queues nothing and reports
+// false: when another send or write is under way, when pm's frame is 4 KiB
+// or more (SendPrepared writes those at once), when the queue would grow
+// past 64 KiB, and when pm must be compressed against this connection's
+// own history (context takeover). With TryFlush it lets one goroutine send
+// to many connections with none of them holding it up: a connection it
+// reports false for is left to a goroutine that calls SendPrepared and
+// Flush, which keeps the order.
+func (c *Conn) TrySendPrepared(pm *PreparedMessage) (bool, error) {
+	op, frame, payload, rsv, err := c.preparedFrame(pm)
+	if err != nil || frame == nil {
+		return false, err
+	}
+	size := len(frame)
+	if c.client {
+		size = maxHeaderSize + len(payload) // masked on the way into the buffer
+	}
+	if size >= directWriteThreshold || !c.msgSem.tryLock() {
+		return false, nil
+	}
+	defer c.msgSem.unlock()
+	if !c.wmu.TryLock() {
+		return false, nil
+	}
+	defer c.wmu.Unlock()
+	if c.wbuf != nil && len(*c.wbuf)+size >= flushThreshold {
+		return false, nil
+	}
+	if err := c.writePreparedLocked(nil, op, frame, payload, rsv, false); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// preparedFrame is what c sends for pm: its frame, unmasked (a server's),
+// and its payload, compressed when c compresses it. frame is nil when pm
+// must be compressed against c's own history: c then sends payload as a
+// message of its own.
+func (c *Conn) preparedFrame(pm *PreparedMessage) (op opcode, frame, payload []byte, rsv byte, err error) {
+	if pm.typ != MessageText && pm.typ != MessageBinary {
+		return 0, nil, nil, 0, fmt.Errorf("websocket: cannot write a message of type %v", pm.typ)
+	}
+	op, payload = opcode(pm.typ), pm.data()
+	if c.deflate.wants(op, len(payload)) {
+		if !c.deflate.params.sendNoTakeover {
+			return op, nil, payload, 0, nil
+		}
+		f := pm.compressedFor(c.deflate.level, c.deflate.params.sendWindowBits)
+		return op, f.frame, f.frame[f.hlen:], bitRSV1, nil
+	}
+	return op, pm.frame, payload, 0, nil
+}
+
+// writePreparedLocked queues, or writes, a prepared frame: a client masks
+// payload into a frame of its own, a server sends frame as it is. The
+// caller holds msgSem and wmu.
+func (c *Conn) writePreparedLocked(ctx context.Context, op opcode, frame, payload []byte, rsv byte, flush bool) error {
+	if c.client {
+		return c.writeFrameLocked(ctx, true, op, rsv, payload, flush)
+	}
+	return c.writeFramedLocked(ctx, frame, flush)
 }
 
 // writeFramedLocked queues a whole unmasked frame, or writes it at once with

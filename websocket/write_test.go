@@ -166,3 +166,90 @@ func TestTryFlush(t *testing.T) {
 		t.Errorf("TryFlush with nothing queued: %v, %v", done, err)
 	}
 }
+
+// TestTrySendPrepared: TrySendPrepared queues a small prepared message and
+// never waits or writes: it refuses, queuing nothing, a frame SendPrepared
+// would write at once, one that would take the queue past 64 KiB, and any
+// while another write holds the connection. What it accepted arrives once,
+// in order, from a server and from a client (which masks it).
+func TestTrySendPrepared(t *testing.T) {
+	client, server := smallBufferPair(t, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	small := func(i int) *PreparedMessage { return NewPreparedMessage(MessageBinary, bytes.Repeat([]byte{byte(i)}, 1000)) }
+	try := func(c *Conn, pm *PreparedMessage) bool {
+		t.Helper()
+		ok, err := c.TrySendPrepared(pm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+
+	if try(server, NewPreparedMessage(MessageBinary, make([]byte, 4<<10))) {
+		t.Error("TrySendPrepared took a 4 KiB frame, which SendPrepared writes at once")
+	}
+	server.wmu.Lock() // as a control frame's write does, without a message's turn
+	if try(server, small(0)) {
+		t.Error("TrySendPrepared queued a message while a control frame's write holds the connection")
+	}
+	server.wmu.Unlock()
+
+	var want [][]byte
+	for i := 0; ; i++ { // the queue takes small frames up to 64 KiB, no more
+		pm := small(i)
+		if !try(server, pm) {
+			break
+		}
+		want = append(want, pm.data())
+		if i > 100 {
+			t.Fatal("TrySendPrepared queued more than 100 KiB without a write")
+		}
+	}
+	if len(want) < 60 {
+		t.Fatalf("TrySendPrepared refused after %d messages of 1000 bytes, want about 64 KiB's worth", len(want))
+	}
+	if done, err := server.TryFlush(); !done || err != nil {
+		t.Fatalf("TryFlush of 64 KiB: %v, %v", done, err)
+	}
+
+	// A write that waits for the client holds the connection: refused, at once.
+	big := bytes.Repeat([]byte{'b'}, 4<<20)
+	written := make(chan error, 1)
+	go func() { written <- server.Write(ctx, MessageBinary, big) }()
+	time.Sleep(50 * time.Millisecond) // the write is waiting by now
+	tried := make(chan bool, 1)
+	go func() { ok, _ := server.TrySendPrepared(small(0)); tried <- ok }()
+	select {
+	case ok := <-tried:
+		if ok {
+			t.Error("TrySendPrepared queued a message while a 4 MiB write holds the connection")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("TrySendPrepared waited for a write under way")
+	}
+
+	for i, w := range want {
+		m, err := client.Read(ctx)
+		if err != nil || !bytes.Equal(m.Data, w) {
+			t.Fatalf("message %d of %d: %d bytes, %v", i, len(want), len(m.Data), err)
+		}
+	}
+	if m, err := client.Read(ctx); err != nil || !bytes.Equal(m.Data, big) {
+		t.Fatalf("the 4 MiB message: %d bytes, %v (a refused message arrived?)", len(m.Data), err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+
+	pm := small(7) // a client masks what it sends
+	if !try(client, pm) {
+		t.Fatal("the client's TrySendPrepared refused a small message on an idle connection")
+	}
+	if err := client.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := server.Read(ctx); err != nil || !bytes.Equal(m.Data, pm.data()) {
+		t.Fatalf("the client's message: %d bytes, %v", len(m.Data), err)
+	}
+}
