@@ -176,7 +176,9 @@ func TestTrySendPrepared(t *testing.T) {
 	client, server := smallBufferPair(t, 10*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	small := func(i int) *PreparedMessage { return NewPreparedMessage(MessageBinary, bytes.Repeat([]byte{byte(i)}, 1000)) }
+	small := func(i int) *PreparedMessage {
+		return NewPreparedMessage(MessageBinary, bytes.Repeat([]byte{byte(i)}, 1000))
+	}
 	try := func(c *Conn, pm *PreparedMessage) bool {
 		t.Helper()
 		ok, err := c.TrySendPrepared(pm)
