@@ -48,6 +48,7 @@ type room struct {
 	retired   bool     // reset: out of Hub.rooms, delivering nothing (see resetLocked)
 	backlog   []Event
 	closed    bool
+	starts    writerStarts // the fan-out's, under mu (writers.go)
 }
 
 // subscriber is what a subscription delivers to: a WebSocket session, or
@@ -57,7 +58,9 @@ type subscriber interface {
 	// once for all WebSocket subscribers) without blocking. It returns
 	// false when the subscriber takes no more: gone, or just overflowed
 	// (it then closes itself as a slow consumer).
-	deliver(ev *Event, msg []byte, pm *websocket.PreparedMessage) bool
+	// A fan-out passes starts, through which a WebSocket session that was
+	// idle has its writing started along with others (writers.go).
+	deliver(ev *Event, msg []byte, pm *websocket.PreparedMessage, starts *writerStarts) bool
 	// overflow closes the subscriber as a slow consumer.
 	overflow()
 	// disconnect closes the subscriber with code once what is queued is
@@ -298,10 +301,11 @@ func (r *room) fanOutLocked(ev Event, msg []byte) {
 		if !presence && sub.floor >= ev.Publication.Offset {
 			continue
 		}
-		if !sub.s.deliver(&ev, msg, pm) {
+		if !sub.s.deliver(&ev, msg, pm, &r.starts) {
 			r.dropLocked(sub, 0, "") // the session closed itself
 		}
 	}
+	r.starts.flush()
 }
 
 const (
@@ -608,7 +612,7 @@ func (r *room) attach(ctx context.Context, sub *subscription, req attachRequest,
 	for i := range pending { // presence events that came meanwhile
 		ev := &pending[i]
 		msg, _ := json.Marshal(presencePush{Push: presenceKind(ev.Kind), Room: r.name, Client: ev.Client})
-		if !sub.s.deliver(ev, msg, websocket.NewPreparedMessage(websocket.MessageText, msg)) {
+		if !sub.s.deliver(ev, msg, websocket.NewPreparedMessage(websocket.MessageText, msg), nil) {
 			r.dropLocked(sub, 0, "")
 			break
 		}

@@ -51,7 +51,7 @@ type session struct {
 	spare      []outgoing // the writer's last batch, reused
 	queued     int        // bytes of counted messages queued or being written
 	queuedMsgs int        // counted messages queued or being written
-	writing    bool       // a writer goroutine runs
+	writing    bool       // its writing runs: a writer goroutine, or a fan-out group (writers.go)
 	closed     bool       // nothing more is queued
 	closeCode  websocket.StatusCode
 	closeWhy   string

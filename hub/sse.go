@@ -228,7 +228,7 @@ func (st *eventStream) poke() {
 
 // deliver implements subscriber: publications only (an event stream has no
 // presence).
-func (st *eventStream) deliver(ev *Event, msg []byte, _ *websocket.PreparedMessage) bool {
+func (st *eventStream) deliver(ev *Event, msg []byte, _ *websocket.PreparedMessage, _ *writerStarts) bool {
 	if ev.Kind != EventPublication {
 		return true
 	}
