@@ -29,7 +29,10 @@
 // for all the subscribers of a room on this hub, and compressed once when
 // the connections compress without context takeover (the hub's default).
 // Each connection has a bounded queue (1 MiB and 4096 messages by default);
-// publishing never waits for a client. A client whose queue overflows is
+// publishing never waits for a client. The clients a publication finds with
+// nothing queued are written to 64 at a time by one goroutine, with writes
+// that never wait; what a client cannot take at once goes on from a writer
+// goroutine of its own. A client whose queue overflows is
 // closed with CloseSlowConsumer (4008), which tells it to reconnect and
 // recover; Stats counts them.
 //
