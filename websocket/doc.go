@@ -175,11 +175,12 @@
 // hijacked connection never gives back to net/http's pool. The benchmark
 // harness (bench/, the idle and deflate-idle scenarios) measures resident
 // memory per idle connection beside the peer libraries'; at 19,000
-// connections, right after the handshakes: AcceptEvents 1.96 KiB, Accept
-// and a goroutine 6.36 KiB, Open 11.1 KiB, the plain TCP server with a
+// connections, right after the handshakes: AcceptEvents 1.95 KiB, Accept
+// and a goroutine 6.31 KiB, Open 11.3 KiB, the plain TCP server with a
 // goroutine per connection 3.52 KiB; after the collection the runtime runs
-// once a process has been idle for two minutes: 1.20, 5.18, 11.1 and 3.53
-// KiB (nbio, an event loop of its own with its own HTTP parser: 1.21).
+// once a process has been idle for two minutes: 1.34, 5.52, 10.4 and 3.54
+// KiB, each within about 10% from round to round (nbio, an event loop of
+// its own with its own HTTP parser: 1.20).
 // The figures are in bench/results/REPORT.md, section "Memory per idle
 // connection", and bench/results/followup/deflate-memory.md.
 package websocket
