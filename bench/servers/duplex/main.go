@@ -147,14 +147,23 @@ func broadcast(ctx context.Context, c *websocket.Conn, room *srvkit.Room[*subscr
 		// Framed once for every subscriber, as the package doc advises
 		// for fan-out; it copies msg.Data, so buf can be reused.
 		pm := websocket.NewPreparedMessage(msg.Type, msg.Data)
-		if !c.MessageReady() {
-			// Nothing more to send with it: each subscriber is sent the
-			// message and flushed at once, in one pass, so that one write
-			// buffer goes from subscriber to subscriber instead of one
-			// per subscriber being held until the batch's flush.
-			b.flush() // what an earlier batch left pending goes first
+		if len(b.pending) == 0 && !c.MessageReady() {
+			// Nothing to send with it: each subscriber is sent the message
+			// and flushed at once, in one pass, so that one write buffer
+			// goes from subscriber to subscriber instead of one per
+			// subscriber being held until a batch's flush. Should a further
+			// message arrive meanwhile, the rest of the pass is only sent
+			// to, and the next message joins it in one write (below).
+			sent, batching := 0, false
 			room.Each(func(m *subscriber) {
 				m.send(pm, &b)
+				if batching {
+					return
+				}
+				if sent++; sent%minFlushes == 0 && c.MessageReady() {
+					batching = true
+					return
+				}
 				b.flush()
 			})
 			continue
