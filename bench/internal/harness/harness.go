@@ -258,7 +258,7 @@ func Run(opt Options) (*report.Results, error) {
 	r := &runner{opt: opt, libs: map[string]*report.Lib{}, bin: map[string]string{}, variants: map[string][]string{}}
 	r.res = &report.Results{Started: time.Now()}
 	r.res.Machine = machine(fdLimit)
-	r.res.Settings = report.Settings{Command: opt.Command, Short: opt.Short, Rounds: opt.Rounds, IdleRounds: opt.IdleRounds,
+	r.res.Settings = report.Settings{Command: opt.Command, Short: opt.Short, Rounds: opt.Rounds, IdleRounds: opt.IdleRounds, ShuffledOrder: true,
 		Warmup: opt.Warmup, Duration: opt.Duration, ServerCPU: opt.ServerCPU, LoadCPU: opt.LoadCPU,
 		Depth: opt.Depth, Windows: opt.Windows, PipelinedDepth: opt.PipelinedDepth}
 	m := r.res.Machine

@@ -2,13 +2,15 @@ package harness
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/duplexws/duplex/bench/internal/report"
 )
 
-// plan lists every run: per round, per scenario cell, every library in an
-// order rotated by the round, so that no library always runs first or last.
+// plan lists every run: per round, per scenario cell, every library, in an
+// order shuffled for each cell, so that no library always runs first or
+// last, or after the same one.
 func (r *runner) plan() []task {
 	o := r.opt
 	var tasks []task
@@ -30,12 +32,22 @@ func (r *runner) plan() []task {
 		return out
 	}
 	for round := 1; round <= o.Rounds; round++ {
-		libs := rotate(o.Libs, round-1)
+		// Each cell runs the libraries in an order of its own, shuffled
+		// from a seed per round so that a plan is the same every time: a
+		// fixed order, even rotated, has each library always follow the
+		// same one, and so carry the same leftover of it (sockets in
+		// TIME_WAIT, the kernel's caches) in every round.
+		rng := rand.New(rand.NewPCG(uint64(round), orderSeed))
+		order := func() []string {
+			libs := slices.Clone(o.Libs)
+			rng.Shuffle(len(libs), func(i, j int) { libs[i], libs[j] = libs[j], libs[i] })
+			return libs
+		}
 		if has(report.Echo) {
 			for _, c := range o.EchoConns {
 				for _, p := range o.Payloads {
 					e := echoCell{scenario: report.Echo, round: round, conns: c, payload: p, depth: o.Depth}
-					for _, l := range libs {
+					for _, l := range order() {
 						e := e
 						e.lib = l
 						tasks = append(tasks, task{label: e.String(), est: echoEst + connectEst(c), run: func() []report.Record { return r.echo(e) }})
@@ -47,7 +59,7 @@ func (r *runner) plan() []task {
 		if has(report.Pipelined) {
 			for _, p := range o.PipelinedPayloads {
 				e := echoCell{scenario: report.Pipelined, round: round, conns: o.PipelinedConns, payload: p, depth: o.PipelinedDepth}
-				for _, l := range libs {
+				for _, l := range order() {
 					e := e
 					e.lib = l
 					tasks = append(tasks, task{label: e.String(), est: echoEst + connectEst(e.conns), run: func() []report.Record { return r.echo(e) }})
@@ -59,7 +71,7 @@ func (r *runner) plan() []task {
 		if has(report.Idle) && idleRound {
 			last := o.IdleSteps[len(o.IdleSteps)-1]
 			idleEst := 1 + float64(len(o.IdleSteps))*r.settleMin().Seconds()*1.5 + connectEst(last)
-			for _, l := range libs {
+			for _, l := range order() {
 				l, round := l, round
 				tasks = append(tasks, task{
 					label: fmt.Sprintf("r%d idle %s up to %d", round, l, last),
@@ -81,7 +93,7 @@ func (r *runner) plan() []task {
 		if has(report.DeflateIdle) && idleRound {
 			last := o.DeflateIdleSteps[len(o.DeflateIdleSteps)-1]
 			idleEst := 1 + float64(len(o.DeflateIdleSteps))*r.settleMin().Seconds()*1.5 + connectEst(last)
-			for _, l := range libs {
+			for _, l := range order() {
 				if l == "tcp" {
 					continue
 				}
@@ -97,7 +109,7 @@ func (r *runner) plan() []task {
 		}
 		if has(report.Broadcast) {
 			for _, win := range o.Windows {
-				for _, l := range libs {
+				for _, l := range order() {
 					l, round, win := l, round, win
 					tasks = append(tasks, task{
 						label: fmt.Sprintf("r%d broadcast %s to %d w=%d", round, l, o.BroadcastSubs, win),
@@ -121,7 +133,7 @@ func (r *runner) plan() []task {
 		}
 		if has(report.Deflate) {
 			for _, p := range o.DeflatePayloads {
-				for _, l := range libs {
+				for _, l := range order() {
 					if l == "tcp" {
 						continue
 					}
@@ -143,6 +155,9 @@ func deflateVariants(lib string) []string {
 	}
 	return []string{""}
 }
+
+// orderSeed seeds, with the round, the shuffles of the libraries' order.
+const orderSeed = 0x6475706c6578
 
 func rotate[T any](s []T, k int) []T {
 	out := make([]T, 0, len(s))

@@ -37,3 +37,39 @@ func TestPlanIdleRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanShufflesEachCell: every cell of a round runs each library once,
+// and over the rounds a library does not always follow the same one (as it
+// did when one order was rotated per round: duplex always after tcp).
+func TestPlanShufflesEachCell(t *testing.T) {
+	o := Options{Rounds: 5, Libs: []string{report.Ours, "gorilla", "coder", "gws", "gobwas", "nbio", "tcp"},
+		Scenarios: []string{report.Echo}, EchoConns: []int{100}, Payloads: []int{64}, DuplexVariants: []string{}, DuplexEchoVariants: []string{}}
+	o.Defaults()
+	r := &runner{opt: o, libs: map[string]*report.Lib{report.Ours: {Name: report.Ours}}}
+	before := map[string]bool{} // what ran just before duplex, over the rounds
+	runs := map[string]map[string]int{}
+	prev := map[string]string{}
+	for _, task := range r.plan() {
+		round, rest, _ := strings.Cut(task.label, " ")
+		f := strings.Fields(rest) // scenario, library, cell
+		lib := f[1]
+		if runs[round] == nil {
+			runs[round] = map[string]int{}
+		}
+		runs[round][lib]++
+		if lib == report.Ours && prev[round] != "" {
+			before[prev[round]] = true
+		}
+		prev[round] = lib
+	}
+	for round, libs := range runs {
+		for _, l := range o.Libs {
+			if libs[l] != 1 {
+				t.Errorf("%s: %s ran %d times in the cell, want once", round, l, libs[l])
+			}
+		}
+	}
+	if len(before) < 2 {
+		t.Errorf("over %d rounds duplex always ran after %v", o.Rounds, before)
+	}
+}

@@ -28,7 +28,11 @@ func (a *agg) markdown(plots map[string]string) string {
 	if s.IdleRounds != 0 && s.IdleRounds != s.Rounds {
 		rounds += fmt.Sprintf(" (idle and deflate-idle: the first %d)", s.IdleRounds)
 	}
-	w("Every cell is a fresh server process; %s, the libraries' order rotated each round; each echo or broadcast run has a %v warm-up and a %v measured window. ", rounds, s.Warmup, s.Duration)
+	order := "the libraries' order rotated each round"
+	if s.ShuffledOrder {
+		order = "the libraries' order shuffled for each cell (seeded by the round, so a plan repeats)"
+	}
+	w("Every cell is a fresh server process; %s, %s; each echo or broadcast run has a %v warm-up and a %v measured window. ", rounds, order, s.Warmup, s.Duration)
 	w("Figures are medians over the rounds with (min–max). Server CPU time comes from /proc/<pid>/stat (utime+stime) over the measured window. ")
 	w("Whole rounds run slow or fast for every server at once, and this drift is larger than the libraries' differences (on the 2-core machine of issue 12 the TCP floor's echo at c=1000 64 B took 16.77, 18.21 and 13.31 µs of server CPU per message in three rounds), so a ratio of two medians may compare one server's slow round with another's fast one. ")
 	w("The targets that compare Duplex with a peer or with another of its modes are therefore judged **paired**: the ratio is taken within each round (a round where either side failed is left out) and the target judged on the median of those ratios, shown with their min–max and the ratio of the medians beside it; the memory targets, which do not drift that way, are judged on the medians. ")

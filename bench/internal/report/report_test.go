@@ -64,6 +64,7 @@ func TestWrite(t *testing.T) {
 	dir := t.TempDir()
 	res := synthetic()
 	res.Settings.IdleRounds = 1
+	res.Settings.ShuffledOrder = true
 	if err := Write(res, dir); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +74,7 @@ func TestWrite(t *testing.T) {
 	}
 	for _, want := range []string{
 		"2 cores, Test CPU",
-		"2 round(s) (idle and deflate-idle: the first 1)",
+		"2 round(s) (idle and deflate-idle: the first 1), the libraries' order shuffled for each cell",
 		"| echo c=100 64 B | msgs/s | 91.3k | gws 101.5k | 0.90× (medians' 0.90×) | 0.82× |",
 		"| 64 B | 91.3k (90.9k–91.8k) | 81.2k (80.8k–81.6k) | 101.5k (101.0k–102.0k) | 111.7k (111.1k–112.2k) |",
 		"| 1 KiB | n/a |",

@@ -83,6 +83,9 @@ type Settings struct {
 	// IdleRounds are the rounds that ran the idle and deflate-idle
 	// scenarios, the first ones (0 in results written before it: Rounds).
 	IdleRounds int `json:"idle_rounds,omitempty"`
+	// ShuffledOrder: each cell ran the libraries in an order of its own;
+	// runs from before it rotated one order per round.
+	ShuffledOrder bool `json:"shuffled_order,omitempty"`
 	// PipelinedDepth is the pipelined scenario's messages in flight per connection.
 	PipelinedDepth int `json:"pipelined_depth,omitempty"`
 }
