@@ -48,7 +48,6 @@ type room struct {
 	retired   bool     // reset: out of Hub.rooms, delivering nothing (see resetLocked)
 	backlog   []Event
 	closed    bool
-	starts    writerStarts // the fan-out's, under mu (writers.go)
 }
 
 // subscriber is what a subscription delivers to: a WebSocket session, or
@@ -289,6 +288,7 @@ func (r *room) fanOutLocked(ev Event, msg []byte) {
 		return
 	}
 	pm := websocket.NewPreparedMessage(websocket.MessageText, msg)
+	var starts writerStarts // the sessions this fan-out found idle (writers.go)
 	for sub := range subs {
 		if sub.catchingUp {
 			if len(sub.pending) >= r.h.opts.QueueMessages {
@@ -301,11 +301,11 @@ func (r *room) fanOutLocked(ev Event, msg []byte) {
 		if !presence && sub.floor >= ev.Publication.Offset {
 			continue
 		}
-		if !sub.s.deliver(&ev, msg, pm, &r.starts) {
+		if !sub.s.deliver(&ev, msg, pm, &starts) {
 			r.dropLocked(sub, 0, "") // the session closed itself
 		}
 	}
-	r.starts.flush()
+	starts.flush()
 }
 
 const (

@@ -14,8 +14,7 @@ package hub
 const writerChunk = 64
 
 // writerStarts gathers the sessions whose writing a fan-out must start.
-// Owned by the fan-out (under the room's lock); each full group goes to a
-// goroutine at once, the last one at flush.
+// Each full group goes to a goroutine at once, the last one at flush.
 type writerStarts struct {
 	group []*session
 }

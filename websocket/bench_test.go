@@ -102,19 +102,18 @@ func BenchmarkRoundTrip(b *testing.B) {
 					}
 				}
 			}()
-			roundTrips(b, client, n)
+			roundTrips(b, client, MessageBinary, make([]byte, n))
 		})
 	}
 }
 
-// roundTrips writes an n-byte message and reads its echo, b.N times.
-func roundTrips(b *testing.B, client *Conn, n int) {
+// roundTrips writes p as a message of type typ and reads its echo, b.N times.
+func roundTrips(b *testing.B, client *Conn, typ MessageType, p []byte) {
 	ctx := context.Background()
-	p := make([]byte, n)
-	b.SetBytes(int64(n))
+	b.SetBytes(int64(len(p)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := client.Write(ctx, MessageBinary, p); err != nil {
+		if err := client.Write(ctx, typ, p); err != nil {
 			b.Fatal(err)
 		}
 		if _, err := client.Read(ctx); err != nil {
@@ -135,7 +134,7 @@ func BenchmarkRoundTripEvents(b *testing.B) {
 				return c.Flush()
 			}})
 			server.startEvents(false)
-			roundTrips(b, client, n)
+			roundTrips(b, client, MessageBinary, make([]byte, n))
 		})
 	}
 }

@@ -155,17 +155,7 @@ func BenchmarkDeflateRoundTrip(b *testing.B) {
 					}
 				}
 			}()
-			p := chatLike(newTestRand(), 1024)
-			b.SetBytes(int64(len(p)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := client.Write(ctx, MessageText, p); err != nil {
-					b.Fatal(err)
-				}
-				if _, err := client.Read(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
+			roundTrips(b, client, MessageText, chatLike(newTestRand(), 1024))
 		})
 	}
 }

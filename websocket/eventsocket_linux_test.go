@@ -252,9 +252,10 @@ func TestEventsLargeMessageOneRead(t *testing.T) {
 		echo()
 	}
 	server := processReads(t) - reads0 - (clientReads - clientReads0)
-	// One read per message; a few more for the runtime's own (its poller's
-	// wake-ups read an eventfd). Before, each message took three.
-	if server > n+n/4 {
+	// One read per message; some more for the runtime's own (its poller's
+	// wake-ups read an eventfd), up to 39 for 32 messages seen under load.
+	// Before, each message took three (98 for 32).
+	if server > n*3/2 {
 		t.Errorf("the event loop made %d reads for %d messages of %d bytes, want about one each", server, n, size)
 	}
 	t.Logf("%d server reads for %d messages", server, n)

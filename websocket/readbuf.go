@@ -190,10 +190,8 @@ func (b *readBuffer) releaseBig() {
 		switch len(*b.big) { // not one grown by readAvailable
 		case b.pooledSize():
 			b.pool.Put(b.big)
-		case largeReadBufferSize:
-			if b.raw != nil {
-				largeReadBufferPool.Put(b.big)
-			}
+		case largeReadBufferSize: // only ever taken over a socket
+			largeReadBufferPool.Put(b.big)
 		}
 		b.big = nil
 	}
@@ -255,9 +253,10 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 // pooled one of socketReadBufferSize when it fits, before the connection
 // waits for more: a peer that stops part-way through a frame after a large
 // message then pins 32 KiB, as any other, not 128 KiB. It costs a copy of
-// at most 32 KiB, only when a read finds the socket empty mid-frame.
+// at most 32 KiB, only when a read finds the socket empty mid-frame. b
+// holds a pooled buffer (readSocket takes one before it reads).
 func (b *readBuffer) shrinkToPooled() {
-	if b.big == nil || len(*b.big) != largeReadBufferSize || b.buffered() > socketReadBufferSize {
+	if len(*b.big) != largeReadBufferSize || b.buffered() > socketReadBufferSize {
 		return
 	}
 	small := socketReadBufferPool.Get().(*[]byte)
