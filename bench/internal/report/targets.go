@@ -151,7 +151,11 @@ func (a *agg) targets() []target {
 	out = append(out, a.idleTargets(perConn, "")...)
 	out = append(out, a.eventsEcho())
 	if a.steadyIdle() {
-		out = append(out, a.idleTargets(steadyConn, ", steady (after the runtime's periodic collection)")...)
+		when := ", steady (after the runtime's periodic collection)"
+		if n := a.steadyCollections(); n > 1 {
+			when = fmt.Sprintf(", steady (after %d of the runtime's periodic collections)", n)
+		}
+		out = append(out, a.idleTargets(steadyConn, when)...)
 	}
 	return out
 }

@@ -316,8 +316,25 @@ func TestTargetsIdleSteady(t *testing.T) {
 			t.Errorf("%s: %v (%s), want %v", ts[i].name, ts[i].status, ts[i].figure, want)
 		}
 	}
-	if !strings.Contains(ts[9].name, "steady") || ts[9].figure != "c=19000 1.30× (duplex (accept) ÷ tcp)" {
+	if !strings.Contains(ts[9].name, "steady (after the runtime's periodic collection)") || ts[9].figure != "c=19000 1.30× (duplex (accept) ÷ tcp)" {
 		t.Errorf("%s: %q", ts[9].name, ts[9].figure)
+	}
+
+	// A run that counted its collections says how many came before the
+	// steady figures, in the targets and in the idle section.
+	for i := range recs {
+		if recs[i].SteadyBytesPerConn > 0 {
+			recs[i].SteadyCollections = SteadyCollections
+		}
+	}
+	a := newAgg(fixture(recs...))
+	if ts := a.targets(); !strings.Contains(ts[9].name, "steady (after 2 of the runtime's periodic collections)") {
+		t.Errorf("with the collections counted: %s", ts[9].name)
+	}
+	var b strings.Builder
+	a.idle(&b, nil)
+	if !strings.Contains(b.String(), "after 2 garbage collections") {
+		t.Errorf("the idle section does not say how many collections came before the steady figures:\n%s", b.String())
 	}
 }
 

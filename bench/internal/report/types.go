@@ -43,6 +43,12 @@ func Series(lib, variant string) string {
 	return lib + " (" + variant + ")"
 }
 
+// SteadyCollections is how many garbage collections the idle scenario runs
+// before its steady figure (Record.SteadyBytesPerConn): two, as the runtime
+// does by itself in four idle minutes. After the first the scavenger still
+// keeps room for the handshakes' garbage (see the harness's idle.go).
+const SteadyCollections = 2
+
 // Hub is the name of the hub server (servers/hub) in the records; it is no
 // WebSocket library, and only the HubBroadcast scenario runs it.
 const Hub = "hub"
@@ -123,11 +129,13 @@ type Record struct {
 	RSSBase      int64   `json:"rss_base,omitempty"`
 	RSS          int64   `json:"rss,omitempty"`
 	BytesPerConn float64 `json:"bytes_per_conn,omitempty"`
-	// SteadyBytesPerConn is BytesPerConn measured again after a garbage
-	// collection (the one the runtime runs by itself after two idle
-	// minutes) and the RSS settling again: what an idle server holds for
-	// good, without the handshakes' garbage the heap had room for.
+	// SteadyBytesPerConn is BytesPerConn measured again after
+	// SteadyCollections garbage collections (those the runtime runs by
+	// itself, one every two idle minutes), the RSS settling after each:
+	// what an idle server holds for good, without the handshakes' garbage
+	// the heap had room for.
 	SteadyBytesPerConn float64 `json:"steady_bytes_per_conn,omitempty"`
+	SteadyCollections  int     `json:"steady_collections,omitempty"` // 0: a run from before it counted them, which ran one
 
 	// broadcast (latencies in P50/P99/P999 are delivery lags)
 	DeliveriesPerSec float64 `json:"deliveries_per_sec,omitempty"`

@@ -196,6 +196,6 @@ func writeHeapProfile(file string) {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Fprintf(os.Stderr, "goroutines %d, heap in use %d KiB, stacks in use %d KiB, sys %d KiB\n",
-		runtime.NumGoroutine(), ms.HeapInuse>>10, ms.StackInuse>>10, ms.Sys>>10)
+	fmt.Fprintf(os.Stderr, "goroutines %d, heap live %d KiB in spans of %d KiB, %d KiB free and %d KiB of it released, stacks in use %d KiB, sys %d KiB\n",
+		runtime.NumGoroutine(), ms.HeapAlloc>>10, ms.HeapInuse>>10, ms.HeapIdle>>10, ms.HeapReleased>>10, ms.StackInuse>>10, ms.Sys>>10)
 }
