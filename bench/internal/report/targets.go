@@ -16,6 +16,10 @@ const (
 	notMeasured status = iota // the run has not the cells the target needs
 	met
 	notMet
+	// notMetNoise: not met, but in every cell that misses, the median's
+	// confidence interval reaches the bound: the rounds cannot tell the
+	// miss from their noise.
+	notMetNoise
 )
 
 func (s status) String() string {
@@ -24,6 +28,8 @@ func (s status) String() string {
 		return "met"
 	case notMet:
 		return "**not met**"
+	case notMetNoise:
+		return "**not met**, within the noise"
 	}
 	return "not measured"
 }
@@ -49,6 +55,9 @@ type check struct {
 	parts []string
 	n     int
 	bad   bool
+	// clear: a cell misses beyond its noise (every miss but a paired one
+	// whose median's interval reaches the bound).
+	clear bool
 }
 
 func (c *check) add(label string, q float64, ok bool) {
@@ -57,24 +66,28 @@ func (c *check) add(label string, q float64, ok bool) {
 	}
 	c.n++
 	c.bad = c.bad || !ok
+	c.clear = c.clear || !ok
 	c.parts = append(c.parts, fmt.Sprintf("%s %.2f×", label, q))
 }
 
 // failed counts a cell whose figure is missing because its run failed.
 func (c *check) failed(label string) {
 	c.n++
-	c.bad = true
+	c.bad, c.clear = true, true
 	c.parts = append(c.parts, label+" failed")
 }
 
 // pair judges a paired ratio (paired) on its median, which must satisfy
 // ok; a cell that both sides ran in without a round where both have a
-// figure counts as failed.
+// figure counts as failed. A median that misses within its noise
+// (withinNoise) still misses.
 func (c *check) pair(label string, p pairing, ok func(q float64) bool) {
 	switch {
 	case p.ok():
 		c.n++
-		c.bad = c.bad || !ok(p.med)
+		miss := !ok(p.med)
+		c.bad = c.bad || miss
+		c.clear = c.clear || miss && !p.withinNoise(ok)
 		c.parts = append(c.parts, p.figure(label))
 	case p.failed:
 		c.failed(label)
@@ -89,6 +102,8 @@ func (c *check) target(name, note string) target {
 	switch {
 	case c.n == 0:
 		t.figure = "no cell with both figures"
+	case c.bad && !c.clear:
+		t.status = notMetNoise
 	case c.bad:
 		t.status = notMet
 	default:

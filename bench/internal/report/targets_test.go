@@ -194,14 +194,48 @@ func TestTargetsPaired(t *testing.T) {
 	}{
 		{"paired under, medians over", []float64{11, 9.69, 19}, []float64{10, 10.2, 20}, met,
 			"c=100 64 B 0.95× (paired; 0.95–1.10 over 3 rounds; medians' ratio 1.08×)"},
-		{"paired over, medians under", []float64{9, 9.45, 21}, []float64{10, 9, 20}, notMet,
+		// one round of three under: the miss is within the noise
+		{"paired over, medians under", []float64{9, 9.45, 21}, []float64{10, 9, 20}, notMetNoise,
 			"c=100 64 B 1.05× (paired; 0.90–1.05 over 3 rounds; medians' ratio 0.94×)"},
+		// every round over: a miss beyond the noise
+		{"paired over in every round", []float64{11, 9.45, 21}, []float64{10, 9, 20}, notMet,
+			"c=100 64 B 1.05× (paired; 1.05–1.10 over 3 rounds; medians' ratio 1.10×)"},
 	} {
 		recs := echoCPU(echoCPU(inRounds(onTarget(), 3), Ours, c.duplex...), "gws", c.gws...)
 		st, ts := statuses(t, recs)
 		if st[0] != c.want || !strings.HasPrefix(ts[0].figure, c.figure) {
 			t.Errorf("%s: %v (%s), want %v (%s…)", c.name, st[0], ts[0].figure, c.want, c.figure)
 		}
+	}
+}
+
+// The median's interval is the k-th smallest to the k-th largest per-round
+// ratio, k as large as a confidence of at least 90% allows; over 5 rounds
+// or fewer it is min–max. A cell whose interval differs from min–max says
+// so in its figure.
+func TestMedianInterval(t *testing.T) {
+	vals := func(n int) []float64 {
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = float64(i + 1)
+		}
+		return v
+	}
+	for _, c := range []struct {
+		n            int
+		lo, hi, conf float64
+	}{{1, 1, 1, 0}, {3, 1, 3, 0.75}, {4, 1, 4, 0.875}, {5, 1, 5, 0.9375}, {8, 2, 7, 1 - 18.0/256}, {10, 2, 9, 1 - 22.0/1024}, {17, 5, 13, 1 - 2*3214.0/131072}} {
+		lo, hi, conf := medianInterval(vals(c.n))
+		if lo != c.lo || hi != c.hi || math.Abs(conf-c.conf) > 1e-9 {
+			t.Errorf("%d rounds: %v–%v at %.4f, want %v–%v at %.4f", c.n, lo, hi, conf, c.lo, c.hi, c.conf)
+		}
+	}
+	p := pairing{stat: stat{med: 1.1, min: 0.8, max: 1.4, n: 8}, lo: 0.9, hi: 1.3, conf: 0.93, medians: 1.1}
+	if got, want := p.figure("c=1"), "c=1 1.10× (paired; 0.80–1.40 over 8 rounds, 93% interval of the median 0.90–1.30; medians' ratio 1.10×)"; got != want {
+		t.Errorf("figure %q, want %q", got, want)
+	}
+	if !p.withinNoise(atMost(1)) || p.withinNoise(atLeast(1.35)) {
+		t.Error("withinNoise: an interval of 0.90–1.30 reaches 1 from above and not 1.35 from below")
 	}
 }
 
@@ -216,7 +250,7 @@ func TestTargetsPairedFailedRounds(t *testing.T) {
 		figure      string
 	}{
 		// paired with the failed round's 0 the median would be 1.00, met
-		{"duplex failed in round 2", []float64{4, nan, 6, 6}, []float64{5, 5, 5, 5}, notMet,
+		{"duplex failed in round 2", []float64{4, nan, 6, 6}, []float64{5, 5, 5, 5}, notMetNoise,
 			"c=100 64 B 1.20× (paired; 0.80–1.20 over 3 rounds; medians' ratio 1.20×)"},
 		{"gws failed in round 2", []float64{4, 6, 4, 6}, []float64{5, nan, 5, 5}, met,
 			"c=100 64 B 0.80× (paired; 0.80–1.20 over 3 rounds; medians' ratio 1.00×)"},
