@@ -93,7 +93,7 @@ func (r *runner) plan() []task {
 			// floor (servers/tcp -variant hijack): the least a server that
 			// upgrades through net/http holds, which tells net/http's part
 			// of a mode's cost from the library's. One idle run per round.
-			if r.libs[report.Floor] != nil {
+			if r.libs[report.Floor] != nil && !o.NoHijackFloor {
 				round := round
 				tasks = append(tasks, task{
 					label: fmt.Sprintf("r%d idle %s up to %d", round, report.HijackFloor, last),

@@ -76,14 +76,21 @@ func TestPlanShufflesEachCell(t *testing.T) {
 
 // Whenever the TCP floor and the idle scenario both run, each idle round
 // also runs the net/http hijack floor (servers/tcp -variant hijack), once,
-// and the load generator speaks WebSocket to it.
+// but with NoHijackFloor (-hijack-floor=false); the load generator speaks
+// WebSocket to it.
 func TestPlanIdleHijackFloor(t *testing.T) {
 	for _, c := range []struct {
 		libs []string
+		no   bool
 		want int
-	}{{[]string{report.Ours, "gws", report.Floor}, 1}, {[]string{report.Floor}, 1}, {[]string{report.Ours, "gws"}, 0}} {
+	}{
+		{[]string{report.Ours, "gws", report.Floor}, false, 1},
+		{[]string{report.Floor}, false, 1},
+		{[]string{report.Ours, "gws"}, false, 0},
+		{[]string{report.Ours, "gws", report.Floor}, true, 0},
+	} {
 		o := Options{Rounds: 3, IdleRounds: 2, Libs: c.libs, Scenarios: []string{report.Echo, report.Idle},
-			DuplexVariants: []string{"accept"}, DuplexEchoVariants: []string{}}
+			DuplexVariants: []string{"accept"}, DuplexEchoVariants: []string{}, NoHijackFloor: c.no}
 		o.Defaults()
 		r := &runner{opt: o, libs: map[string]*report.Lib{}}
 		for _, l := range c.libs {
@@ -102,7 +109,7 @@ func TestPlanIdleHijackFloor(t *testing.T) {
 				want = 0
 			}
 			if got := runs[fmt.Sprintf("r%d", round)]; got != want {
-				t.Errorf("-libs %v: round %d runs the hijack floor %d times, want %d", c.libs, round, got, want)
+				t.Errorf("-libs %v, NoHijackFloor %v: round %d runs the hijack floor %d times, want %d", c.libs, c.no, round, got, want)
 			}
 		}
 	}
