@@ -60,6 +60,7 @@ func main() {
 	flag.StringVar(&o.ServerCPU, "server-cpu", "0", "CPUs of the servers (taskset list)")
 	flag.StringVar(&o.LoadCPU, "load-cpu", "1", "CPUs of the load generator (taskset list)")
 	flag.StringVar(&o.Profile, "profile", "", "afterwards, profile this library's server under echo load (results/profile); hub: the hub and the raw loop under hub-broadcast load; hub-nats: perf on the nodes")
+	hijackFloor := flag.Bool("hijack-floor", true, "with tcp, run the net/http hijack floor (servers/tcp -variant hijack) in the idle scenario beside Duplex's modes")
 	micro := flag.String("micro", "auto", "run the microbenchmarks: yes, no, or auto (yes unless -short)")
 	rereport := flag.String("report", "", "only write the report again from this results.json (into its directory, or -out)")
 	flag.Parse()
@@ -67,6 +68,7 @@ func main() {
 		writeReport(*rereport, o.Out)
 		return
 	}
+	o.NoHijackFloor = !*hijackFloor
 	o.Micro = *micro == "yes" || *micro == "auto" && !o.Short
 
 	o.Command = "go run ./cmd/bench " + strings.Join(os.Args[1:], " ")

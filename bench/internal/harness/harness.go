@@ -86,6 +86,10 @@ type Options struct {
 	// libraries. nil is the default: those of duplexEchoModes the built
 	// server lists (short run too: a few seconds). Empty: none.
 	DuplexEchoVariants []string
+	// NoHijackFloor leaves out the net/http hijack floor (servers/tcp
+	// -variant hijack), which the idle scenario otherwise runs whenever
+	// the TCP floor runs.
+	NoHijackFloor bool
 }
 
 // duplexDeflateVariants are the Duplex servers of the deflate scenarios:

@@ -95,7 +95,7 @@ func (r *runner) idleScenario(scenario, lib string, round int, variant string) [
 	if variant != "" {
 		args = append(args, "-variant", variant)
 	}
-	cfg := loadgen.Config{Proto: proto(lib), Mode: loadgen.ModeIdle}
+	cfg := loadgen.Config{Proto: proto(report.Series(lib, variant)), Mode: loadgen.ModeIdle}
 	if compress {
 		args = append(args, "-compress")
 		cfg.Compress, cfg.Chat = true, report.DeflateChat

@@ -89,6 +89,18 @@ func (r *runner) plan() []task {
 					})
 				}
 			}
+			// Beside them, whenever the TCP floor runs, the net/http hijack
+			// floor (servers/tcp -variant hijack): the least a server that
+			// upgrades through net/http holds, which tells net/http's part
+			// of a mode's cost from the library's. One idle run per round.
+			if r.libs[report.Floor] != nil && !o.NoHijackFloor {
+				round := round
+				tasks = append(tasks, task{
+					label: fmt.Sprintf("r%d idle %s up to %d", round, report.HijackFloor, last),
+					est:   idleEst,
+					run:   func() []report.Record { return r.idleVariant(report.Floor, round, report.HijackVariant) },
+				})
+			}
 		}
 		if has(report.DeflateIdle) && idleRound {
 			last := o.DeflateIdleSteps[len(o.DeflateIdleSteps)-1]
@@ -169,8 +181,12 @@ func rotate[T any](s []T, k int) []T {
 
 func size(n int) string { return report.Size(n) }
 
-func proto(lib string) string {
-	if lib == "tcp" {
+// proto is the load generator's protocol for a server, a series (a
+// library, or a variant of its server: report.Series): the TCP floor's
+// length-prefixed messages, WebSocket for every other, the TCP server's
+// hijack variant included (it upgrades through net/http).
+func proto(series string) string {
+	if series == report.Floor {
 		return "tcp"
 	}
 	return "ws"

@@ -73,3 +73,50 @@ func TestPlanShufflesEachCell(t *testing.T) {
 		t.Errorf("over %d rounds duplex always ran after %v", o.Rounds, before)
 	}
 }
+
+// Whenever the TCP floor and the idle scenario both run, each idle round
+// also runs the net/http hijack floor (servers/tcp -variant hijack), once,
+// but with NoHijackFloor (-hijack-floor=false); the load generator speaks
+// WebSocket to it.
+func TestPlanIdleHijackFloor(t *testing.T) {
+	for _, c := range []struct {
+		libs []string
+		no   bool
+		want int
+	}{
+		{[]string{report.Ours, "gws", report.Floor}, false, 1},
+		{[]string{report.Floor}, false, 1},
+		{[]string{report.Ours, "gws"}, false, 0},
+		{[]string{report.Ours, "gws", report.Floor}, true, 0},
+	} {
+		o := Options{Rounds: 3, IdleRounds: 2, Libs: c.libs, Scenarios: []string{report.Echo, report.Idle},
+			DuplexVariants: []string{"accept"}, DuplexEchoVariants: []string{}, NoHijackFloor: c.no}
+		o.Defaults()
+		r := &runner{opt: o, libs: map[string]*report.Lib{}}
+		for _, l := range c.libs {
+			r.libs[l] = &report.Lib{Name: l}
+		}
+		runs := map[string]int{}
+		for _, task := range r.plan() {
+			if strings.Contains(task.label, report.HijackFloor) {
+				round, _, _ := strings.Cut(task.label, " ")
+				runs[round]++
+			}
+		}
+		for round := 1; round <= 3; round++ {
+			want := c.want
+			if round > o.IdleRounds {
+				want = 0
+			}
+			if got := runs[fmt.Sprintf("r%d", round)]; got != want {
+				t.Errorf("-libs %v, NoHijackFloor %v: round %d runs the hijack floor %d times, want %d", c.libs, c.no, round, got, want)
+			}
+		}
+	}
+	if p := proto(report.HijackFloor); p != "ws" {
+		t.Errorf("the load generator speaks %q to the hijack floor, want ws", p)
+	}
+	if p := proto(report.Floor); p != "tcp" {
+		t.Errorf("the load generator speaks %q to the TCP floor, want tcp", p)
+	}
+}

@@ -2,7 +2,23 @@ package report
 
 import (
 	"fmt"
+	"slices"
 	"strings"
+)
+
+// HijackVariant is servers/tcp's -variant of the net/http hijack floor, run
+// in the idle scenario beside Duplex's modes (its records: IdleVariant,
+// Lib Floor).
+const HijackVariant = "hijack"
+
+// HijackFloor is the hijack floor's series, Series(Floor, HijackVariant):
+// a reference, like the floor, neither a library nor one of Duplex's modes.
+const HijackFloor = Floor + " (" + HijackVariant + ")"
+
+// hijackFloorHead heads its column, and describes it in the idle section.
+const (
+	hijackFloorHead = "net/http hijack floor"
+	hijackFloorDesc = "no WebSocket library: servers/tcp -variant hijack serves the handshake through net/http, hijacks the connection, writes the 101 answer, drops the hijacked bufio reader and writer and parks a goroutine per connection in a 1-byte Read. It is the least a server that upgrades through net/http holds: the TCP floor's goroutine, plus net/http's garbage of each handshake (its reader and writer of the hijacked connection, the request, its headers) as long as the collector's pacing (GOGC=100) leaves it resident. What it holds over the TCP floor is net/http's share of a mode's cost; what a mode holds over it, the library's"
 )
 
 // modeOf describes Duplex's server variants in the idle scenario; a variant
@@ -68,16 +84,25 @@ func (a *agg) idle(b *strings.Builder, plots map[string]string) {
 // variant that ran in IdleVariant (Accept + go, the event loop), with the
 // floor and the best peer beside them, by f (perConn, or steadyConn when
 // steady).
+//
+// The net/http hijack floor, when it ran, stands beside the TCP floor, and
+// each mode's ratio to it joins the ratios; it is no mode of Duplex's and
+// no peer.
 func (a *agg) idleModes(b *strings.Builder, f metric, steady bool) {
-	variants := a.variants[IdleVariant]
-	if len(variants) == 0 {
+	variants := a.duplexSeries(IdleVariant)[1:]
+	hijack := a.hijackFloorRan()
+	if len(variants) == 0 && !hijack || !slices.Contains(a.libs, Ours) {
 		return
 	}
 	cols := []column{{Ours, "duplex, Open (above)"}}
 	for _, v := range variants {
 		cols = append(cols, column{v, v})
 	}
+	modes := len(cols)
 	cols = append(cols, column{Floor, "tcp floor"})
+	if hijack {
+		cols = append(cols, column{HijackFloor, hijackFloorHead})
+	}
 	// The variants' records are under IdleVariant, the rest under Idle.
 	rowsAt := func(x at, series string) at {
 		if series != Ours && series != Floor {
@@ -94,14 +119,24 @@ func (a *agg) idleModes(b *strings.Builder, f metric, steady bool) {
 	}
 	values := a.values(f, kib)
 	t := grid("connections", rows, connsHead, cols, columnHead, func(x at, c column) string { return values(rowsAt(x, c.series), c) })
-	cmp := cols[:len(cols)-1]
+	cmp := slices.Clone(cols[:modes])
+	if hijack {
+		cmp = append(cmp, cols[len(cols)-1])
+	}
 	r := grid("connections", rows, connsHead, cmp, columnHead, func(x at, c column) string {
 		s := a.stat(rowsAt(x, c.series), c.series, f)
-		if !s.ok() {
+		floor := a.stat(x, Floor, f).orNaN()
+		switch {
+		case !s.ok():
 			return cell(s, kib, false)
+		case c.series == HijackFloor:
+			return ratio(s.med, floor)
 		}
 		_, best := a.best(x, f, false, peers)
-		out := ratio(s.med, best) + " · " + ratio(s.med, a.stat(x, Floor, f).orNaN())
+		out := ratio(s.med, best) + " · " + ratio(s.med, floor)
+		if hijack {
+			out += " · " + ratio(s.med, a.stat(rowsAt(x, HijackFloor), HijackFloor, f).orNaN())
+		}
 		if c.series != Ours {
 			out += " · " + ratio(a.stat(x, Ours, f).orNaN(), s.med)
 		}
@@ -112,15 +147,28 @@ func (a *agg) idleModes(b *strings.Builder, f metric, steady bool) {
 		w("#### Duplex's modes, steady\n\n")
 	} else {
 		w("### Duplex's modes\n\nThe same echo server, served each way:\n\n")
-		for _, c := range cols[:len(cols)-1] {
+		for _, c := range cols[:modes] {
 			d := modeOf[c.series]
 			if d == "" {
 				d = "servers/duplex -variant " + strings.TrimSuffix(strings.TrimPrefix(c.series, Ours+" ("), ")")
 			}
 			w("- **%s**: %s.\n", c.head, d)
 		}
+		if hijack {
+			w("\nBeside the TCP floor, the **%s**: %s.\n", hijackFloorHead, hijackFloorDesc)
+		}
+	}
+	if hijack {
+		w("\n%s\nRatios `A× · B× · H× · C×`: A against the best peer, B against the TCP floor (goroutine per connection), H against the net/http hijack floor, C: Open against this mode; in the %s's column, its ratio to the TCP floor.\n\n%s\n", t, hijackFloorHead, r)
+		return
 	}
 	w("\n%s\nRatios `A× · B× · C×`: A against the best peer, B against the TCP floor (goroutine per connection), C: Open against this mode.\n\n%s\n", t, r)
+}
+
+// hijackFloorRan reports whether the net/http hijack floor ran in the idle
+// scenario.
+func (a *agg) hijackFloorRan() bool {
+	return slices.Contains(a.variants[IdleVariant], HijackFloor)
 }
 
 // steadyCollections is how many collections came before the steady

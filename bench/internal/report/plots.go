@@ -274,7 +274,8 @@ func (a *agg) idlePlot() (*plot.Plot, bool) {
 		ticks = append(ticks, plot.Tick{Value: float64(c.conns), Label: fmt.Sprint(c.conns)})
 	}
 	p.X.Tick.Marker = plot.ConstantTicks(ticks)
-	// The libraries, then Duplex's other modes (IdleVariant), dashed.
+	// The libraries, then Duplex's other modes and the net/http hijack
+	// floor (IdleVariant), dashed.
 	series := append(append([]string{}, a.libs...), a.variants[IdleVariant]...)
 	for _, l := range series {
 		scenario := Idle
@@ -303,7 +304,11 @@ func (a *agg) idlePlot() (*plot.Plot, bool) {
 		}
 		points.Color = colorOf(l)
 		p.Add(line, points)
-		p.Legend.Add(l, line, points)
+		name := l
+		if l == HijackFloor {
+			name = hijackFloorHead
+		}
+		p.Legend.Add(name, line, points)
 		any = true
 	}
 	p.Y.Max = top * 1.45 // room for the legend

@@ -66,7 +66,7 @@ func (a *agg) versusAll() []versus {
 	for _, x := range a.cells(Idle) {
 		add(memory(a.against(fmt.Sprintf("idle c=%d", x.conns), "bytes/conn", x, x, Ours, perConn, false, peers, a.sameCellFloor(perConn), kib)))
 	}
-	for _, v := range a.variants[IdleVariant] {
+	for _, v := range a.duplexSeries(IdleVariant)[1:] { // not the hijack floor
 		for _, vx := range a.cells(IdleVariant) {
 			x := at{Idle, vx.conns, vx.payload}
 			add(memory(a.against(fmt.Sprintf("idle c=%d, %s", x.conns, v), "bytes/conn", vx, x, v, perConn, false, peers, a.sameCellFloor(perConn), kib)))

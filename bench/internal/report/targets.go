@@ -181,15 +181,22 @@ func (a *agg) targets() []target {
 func (a *agg) idleTargets(f metric, how string) []target {
 	acc := Series(Ours, "accept")
 	var accFloor, openAcc check
+	accNote := "duplex (accept) ÷ tcp"
 	if vx, ok := a.largestIdle(acc, f); ok {
 		x := at{Idle, vx.conns, vx.payload}
 		q := a.stat(vx, acc, f).orNaN() / a.stat(x, Floor, f).orNaN()
 		accFloor.add(fmt.Sprintf("c=%d", x.conns), q, q <= acceptOverFloor)
 		q = a.stat(x, Ours, f).orNaN() / a.stat(vx, acc, f).orNaN()
 		openAcc.add(fmt.Sprintf("c=%d", x.conns), q, q <= openOverAccept)
+		// Beside it, for reference only (the target stays judged against
+		// the TCP floor): how much of that is net/http's.
+		if h := a.stat(vx, HijackFloor, f); h.ok() {
+			accNote += fmt.Sprintf("; beside it the %s ÷ tcp %s, duplex (accept) ÷ it %s", hijackFloorHead,
+				ratio(h.med, a.stat(x, Floor, f).orNaN()), ratio(a.stat(vx, acc, f).orNaN(), h.med))
+		}
 	}
 	out := []target{
-		accFloor.target(fmt.Sprintf("Idle: Accept + goroutine within %.1f× the goroutine-per-connection TCP floor%s", acceptOverFloor, how), "duplex (accept) ÷ tcp"),
+		accFloor.target(fmt.Sprintf("Idle: Accept + goroutine within %.1f× the goroutine-per-connection TCP floor%s", acceptOverFloor, how), accNote),
 		openAcc.target(fmt.Sprintf("Idle: Open within %.0f%% of Accept + goroutine%s", 100*(openOverAccept-1), how), "duplex ÷ duplex (accept)"),
 	}
 

@@ -3,6 +3,14 @@
 // no framing beyond the prefix, no masking, no handshake, no allocation per
 // message. Broadcast mode writes each message to every connection from the
 // sender's goroutine.
+//
+// With -variant hijack it is the floor of a server that upgrades through
+// net/http instead (hijack.go): the WebSocket handshake served by net/http
+// and hijacked, no WebSocket library, then one goroutine per connection
+// blocked in a Read. It holds idle connections only, for the idle scenario:
+// it refuses to start in broadcast mode, and in echo mode (the mode the
+// idle scenario starts servers in) closes a connection on its first byte
+// instead of echoing it.
 package main
 
 import (
@@ -14,7 +22,7 @@ import (
 	"github.com/duplexws/duplex/bench/internal/srvkit"
 )
 
-var features = srvkit.Features{}
+var features = srvkit.Features{Variants: []string{hijackVariant}}
 
 func main() { srvkit.Main(start, features) }
 
@@ -24,6 +32,9 @@ type member struct {
 }
 
 func start(cfg srvkit.Config) (*srvkit.Server, error) {
+	if cfg.Variant == hijackVariant {
+		return startHijack(cfg)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, err
