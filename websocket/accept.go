@@ -73,9 +73,14 @@ func acceptHTTP1(w http.ResponseWriter, r *http.Request, opts *AcceptOptions, su
 	// connection; the WebSocket sets its own.
 	netConn.SetDeadline(time.Time{})
 
-	resp := buildAcceptResponse(r.Header.Get("Sec-WebSocket-Key"), subprotocol, extensions, opts.ResponseHeader)
+	// The answer is built in a pooled write buffer: net/http leaves ~8 KiB
+	// of garbage per hijacked connection already.
+	resp := getWriteBuffer()
+	*resp = appendAcceptResponse(*resp, r.Header.Get(headerKey), subprotocol, extensions, opts.ResponseHeader)
 	netConn.SetWriteDeadline(time.Now().Add(opts.handshakeTimeout()))
-	if _, err := netConn.Write(resp); err != nil {
+	_, err = netConn.Write(*resp)
+	putWriteBuffer(resp)
+	if err != nil {
 		netConn.Close()
 		return nil, nil, &HandshakeError{Message: "writing the handshake response: " + err.Error(), cause: err}
 	}
@@ -131,7 +136,7 @@ func checkUpgradeRequest(w http.ResponseWriter, r *http.Request) *HandshakeError
 	if herr := checkVersion(w, r); herr != nil {
 		return herr
 	}
-	keys := r.Header.Values("Sec-WebSocket-Key")
+	keys := r.Header.Values(headerKey)
 	switch {
 	case len(keys) == 0:
 		return bad("the request has no Sec-WebSocket-Key header")
@@ -144,7 +149,7 @@ func checkUpgradeRequest(w http.ResponseWriter, r *http.Request) *HandshakeError
 // checkVersion requires Sec-WebSocket-Version 13 (RFC 6455 §4.2.2, RFC 8441
 // §5), answering another version with 426 and the version spoken.
 func checkVersion(w http.ResponseWriter, r *http.Request) *HandshakeError {
-	switch v := r.Header.Values("Sec-WebSocket-Version"); {
+	switch v := r.Header.Values(headerVersion); {
 	case len(v) == 0:
 		return &HandshakeError{Status: http.StatusBadRequest, Message: "the request has no Sec-WebSocket-Version header"}
 	case len(v) > 1 || strings.Trim(v[0], ows) != "13":
@@ -170,7 +175,7 @@ func selectSubprotocol(r *http.Request, supported []string) string {
 	if len(supported) == 0 {
 		return ""
 	}
-	offered := headerTokens(r.Header, "Sec-WebSocket-Protocol")
+	offered := headerTokens(r.Header, headerProtocol)
 	for _, s := range supported {
 		for _, o := range offered {
 			if o == s { // subprotocol names are case-sensitive (RFC 6455 §4.1)
@@ -181,22 +186,22 @@ func selectSubprotocol(r *http.Request, supported []string) string {
 	return ""
 }
 
-func buildAcceptResponse(key, subprotocol, extensions string, extra http.Header) []byte {
-	var b strings.Builder
-	b.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ")
-	b.WriteString(acceptKey(strings.Trim(key, ows)))
-	b.WriteString("\r\n")
+// appendAcceptResponse appends the 101 answer to a handshake with key to
+// dst (RFC 6455 §4.2.2).
+func appendAcceptResponse(dst []byte, key, subprotocol, extensions string, extra http.Header) []byte {
+	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	dst = appendAcceptKey(dst, strings.Trim(key, ows))
+	dst = append(dst, "\r\n"...)
 	if subprotocol != "" {
-		b.WriteString("Sec-WebSocket-Protocol: " + subprotocol + "\r\n")
+		dst = append(append(append(dst, "Sec-WebSocket-Protocol: "...), subprotocol...), "\r\n"...)
 	}
 	if extensions != "" {
-		b.WriteString("Sec-WebSocket-Extensions: " + extensions + "\r\n")
+		dst = append(append(append(dst, "Sec-WebSocket-Extensions: "...), extensions...), "\r\n"...)
 	}
 	if len(extra) > 0 {
-		bw := bufio.NewWriter(&b)
-		extra.Write(bw)
-		bw.Flush()
+		w := &sliceWriter{dst}
+		extra.Write(w) // writing to a slice never fails
+		dst = w.b
 	}
-	b.WriteString("\r\n")
-	return []byte(b.String())
+	return append(dst, "\r\n"...)
 }

@@ -203,7 +203,7 @@ func negotiateServerCompression(r *http.Request, co *CompressionOptions) (string
 // negotiateClientCompression checks the server's answer to the client's
 // offer; an answer the client did not offer fails the handshake.
 func negotiateClientCompression(h http.Header, co *CompressionOptions) (*deflater, string) {
-	if len(h.Values("Sec-WebSocket-Extensions")) == 0 {
+	if len(h.Values(headerExtensions)) == 0 {
 		return nil, ""
 	}
 	exts, ok := parseExtensions(h)

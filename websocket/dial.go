@@ -101,7 +101,7 @@ func checkAcceptResponse(resp *http.Response, key string, opts *DialOptions) (st
 	if !headerHasToken(resp.Header, "Connection", "upgrade") {
 		return fail(`the response's Connection header does not contain "Upgrade"`)
 	}
-	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != acceptKey(key) {
+	if got := resp.Header.Get(headerAccept); got != acceptKey(key) {
 		return fail("the response's Sec-WebSocket-Accept " + quote(got) + " does not match the key sent")
 	}
 	subprotocol, deflate, why := checkChoices(resp.Header, opts)
@@ -141,7 +141,7 @@ func checkChoices(h http.Header, opts *DialOptions) (subprotocol string, deflate
 	if why != "" {
 		return "", nil, why
 	}
-	protos := headerTokens(h, "Sec-WebSocket-Protocol")
+	protos := headerTokens(h, headerProtocol)
 	switch {
 	case len(protos) == 0:
 		return "", deflate, ""

@@ -22,7 +22,7 @@ type extensionParam struct {
 // returns false when the header is malformed.
 func parseExtensions(h http.Header) ([]extension, bool) {
 	var exts []extension
-	for _, line := range h.Values("Sec-WebSocket-Extensions") {
+	for _, line := range h.Values(headerExtensions) {
 		s := line
 		for {
 			s = strings.TrimLeft(s, " \t")

@@ -7,16 +7,33 @@ import (
 	"strings"
 )
 
+// The handshake's headers as net/http keys them (textproto's canonical
+// form, "Websocket"): a lookup by the RFC's spelling would canonicalize it
+// into a new string every time.
+const (
+	headerKey        = "Sec-Websocket-Key"
+	headerVersion    = "Sec-Websocket-Version"
+	headerProtocol   = "Sec-Websocket-Protocol"
+	headerExtensions = "Sec-Websocket-Extensions"
+	headerAccept     = "Sec-Websocket-Accept"
+)
+
 // keyGUID is the fixed string of RFC 6455 §1.3 that the accept digest mixes
 // into the client's key.
 const keyGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // acceptKey computes Sec-WebSocket-Accept for a Sec-WebSocket-Key.
-func acceptKey(key string) string {
-	h := sha1.New()
-	h.Write([]byte(key))
-	h.Write([]byte(keyGUID))
-	return base64.StdEncoding.EncodeToString(h.Sum(nil))
+func acceptKey(key string) string { return string(appendAcceptKey(nil, key)) }
+
+// appendAcceptKey appends Sec-WebSocket-Accept for key to dst. A valid key
+// (24 characters) is hashed from the stack, so that a server's handshake
+// allocates nothing for it.
+func appendAcceptKey(dst []byte, key string) []byte {
+	var in [24 + len(keyGUID)]byte
+	msg := append(in[:0], key...)
+	msg = append(msg, keyGUID...)
+	sum := sha1.Sum(msg)
+	return base64.StdEncoding.AppendEncode(dst, sum[:])
 }
 
 // validKey reports whether key is base64 of 16 bytes (RFC 6455 §4.2.1).

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -74,6 +75,52 @@ func TestAcceptResponseDigest(t *testing.T) {
 	// RFC 6455 §1.3's worked example.
 	if got := acceptKey("dGhlIHNhbXBsZSBub25jZQ=="); got != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
 		t.Fatalf("accept digest %q", got)
+	}
+}
+
+// The answer carries the chosen subprotocol, the extensions and the
+// options' extra headers, every value of each; building it in a buffer
+// with room allocates nothing.
+func TestAcceptResponseHeaders(t *testing.T) {
+	extra := http.Header{"X-Node": {"a"}, "Set-Cookie": {"s=1", "t=2"}}
+	url := echoServer(t, &AcceptOptions{Subprotocols: []string{"chat.v1"}, ResponseHeader: extra})
+	c, resp, err := Dial(context.Background(), url, &DialOptions{Subprotocols: []string{"chat.v1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if got := resp.Header.Get("Sec-WebSocket-Protocol"); got != "chat.v1" {
+		t.Errorf("Sec-WebSocket-Protocol %q", got)
+	}
+	if got := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.HasPrefix(got, "permessage-deflate") {
+		t.Errorf("Sec-WebSocket-Extensions %q", got)
+	}
+	if got := resp.Header.Values("Set-Cookie"); len(got) != 2 || got[0] != "s=1" || got[1] != "t=2" {
+		t.Errorf("Set-Cookie %q", got)
+	}
+	if got := resp.Header.Get("X-Node"); got != "a" {
+		t.Errorf("X-Node %q", got)
+	}
+
+	buf := make([]byte, 0, 1024)
+	allocs := testing.AllocsPerRun(100, func() {
+		buf = appendAcceptResponse(buf[:0], "dGhlIHNhbXBsZSBub25jZQ==", "chat.v1", "permessage-deflate", nil)
+	})
+	if allocs != 0 {
+		t.Errorf("building the answer allocates %.0f times", allocs)
+	}
+	if !strings.Contains(string(buf), "\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") || !strings.HasSuffix(string(buf), "\r\n\r\n") {
+		t.Errorf("answer %q", buf)
+	}
+}
+
+// The header names looked up are net/http's keys as they are, so that no
+// lookup makes a new string.
+func TestHandshakeHeaderNamesAreCanonical(t *testing.T) {
+	for _, k := range []string{headerKey, headerVersion, headerProtocol, headerExtensions, headerAccept} {
+		if c := textproto.CanonicalMIMEHeaderKey(k); c != k {
+			t.Errorf("%q is keyed %q", k, c)
+		}
 	}
 }
 

@@ -186,7 +186,8 @@ func sharedSettings(s settings) *settings {
 	if p := settingsTable.m[s]; p != nil {
 		return p
 	}
-	p := &s
+	p := new(settings) // not &s, which would move s to the heap on every call
+	*p = s
 	if len(settingsTable.m) < maxSharedSettings {
 		if settingsTable.m == nil {
 			settingsTable.m = make(map[settings]*settings)
