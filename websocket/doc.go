@@ -173,16 +173,20 @@
 //
 // A process's resident memory is more than that: with GOGC=100 the heap
 // may grow to twice what is live before a collection, and each handshake
-// leaves 14 KiB of garbage, 8 KiB of it net/http's bufio buffers, which a
-// hijacked connection never gives back to net/http's pool. The benchmark
+// leaves about 12 KiB of garbage, 8 KiB of it net/http's bufio buffers,
+// which a hijacked connection never gives back to net/http's pool. Nor
+// does the first collection after a burst of handshakes return it to the
+// OS: the scavenger keeps 1.1 times the heap in use at that collection's
+// mark termination, before its sweep; the second lets it go. The benchmark
 // harness (bench/, the idle and deflate-idle scenarios) measures resident
 // memory per idle connection beside the peer libraries'; at 19,000
-// connections, right after the handshakes: AcceptEvents 1.95 KiB, Accept
-// and a goroutine 6.31 KiB, Open 11.3 KiB, the plain TCP server with a
-// goroutine per connection 3.52 KiB; after the collection the runtime runs
-// once a process has been idle for two minutes: 1.34, 5.52, 10.4 and 3.54
-// KiB, each within about 10% from round to round (nbio, an event loop of
-// its own with its own HTTP parser: 1.20).
+// connections, right after the handshakes: AcceptEvents 1.88 KiB, Accept
+// and a goroutine 6.38 KiB, Open 10.6 KiB, the plain TCP server with a
+// goroutine per connection 3.53 KiB, and a bare net/http server that
+// hijacks and parks a goroutine, no WebSocket library, 4.78 KiB; after the
+// two collections the runtime runs in four idle minutes: 1.03, 4.35, 9.28,
+// 3.54 and 3.71 KiB (nbio, an event loop of its own with its own HTTP
+// parser: 0.98).
 // The figures are in bench/results/REPORT.md, section "Memory per idle
 // connection", and bench/results/followup/deflate-memory.md.
 package websocket
