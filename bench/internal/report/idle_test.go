@@ -24,18 +24,14 @@ func TestIdleModesHijackFloor(t *testing.T) {
 	newAgg(fixture(withHijackFloor()...)).idle(&b, nil)
 	out := b.String()
 	modes := out[strings.Index(out, "### Duplex's modes"):]
-	for _, want := range []string{
+	wantContains(t, "Duplex's modes", modes,
 		"| connections | duplex, Open (above) | duplex (accept) | duplex (events) | tcp floor | net/http hijack floor |",
 		"| 19000 | 4.88 KiB | 4.69 KiB | 1.46 KiB | 3.71 KiB | 4.08 KiB |",
 		"Beside the TCP floor, the **net/http hijack floor**: no WebSocket library",
 		"Ratios `A× · B× · H× · C×`",
 		// A against gws (9000), B the TCP floor (3800), H the hijack floor (4180), C Open (5000)
 		"| 19000 | 0.56× · 1.32× · 1.20× | 0.53× · 1.26× · 1.15× · 1.04× | 0.17× · 0.39× · 0.36× · 3.33× | 1.10× |",
-	} {
-		if !strings.Contains(modes, want) {
-			t.Errorf("Duplex's modes lack %q:\n%s", want, modes)
-		}
-	}
+	)
 	if strings.Contains(modes, "**"+HijackFloor+"**") || strings.Contains(modes, "| "+HijackFloor+" |") {
 		t.Errorf("the hijack floor shows as one of Duplex's modes:\n%s", modes)
 	}
@@ -56,15 +52,11 @@ func TestIdleModesHijackFloorSteady(t *testing.T) {
 	newAgg(fixture(recs...)).idle(&b, nil)
 	out := b.String()
 	steady := out[strings.Index(out, "#### Duplex's modes, steady"):]
-	for _, want := range []string{
+	wantContains(t, "Duplex's modes, steady", steady,
 		"| connections | duplex, Open (above) | duplex (accept) | duplex (events) | tcp floor | net/http hijack floor |",
 		"| 19000 | 4.07 KiB | 3.91 KiB | 1.22 KiB | 3.09 KiB | 3.40 KiB |",
 		"| 19000 | 0.56× · 1.32× · 1.20× | 0.53× · 1.26× · 1.15× · 1.04× | 0.17× · 0.39× · 0.36× · 3.33× | 1.10× |",
-	} {
-		if !strings.Contains(steady, want) {
-			t.Errorf("Duplex's modes, steady, lack %q:\n%s", want, steady)
-		}
-	}
+	)
 }
 
 // The summary compares Duplex's series with the field; the hijack floor is

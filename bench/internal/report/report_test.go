@@ -136,3 +136,14 @@ func TestSize(t *testing.T) {
 		}
 	}
 }
+
+// wantContains fails the test for each of wants that out, named what in the
+// message, does not contain.
+func wantContains(t *testing.T, what, out string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s lacks %q:\n%s", what, want, out)
+		}
+	}
+}

@@ -315,15 +315,11 @@ func TestDeflateMode(t *testing.T) {
 func TestTargetSection(t *testing.T) {
 	var b strings.Builder
 	newAgg(fixture(change(onTarget(), Echo, Ours, func(r *Record) { r.P99 = 2000 })...)).targetSection(&b)
-	for _, want := range []string{
+	wantContains(t, "the targets section", b.String(),
 		"| target | status | figures |",
 		"| Echo: p99 at or below gws's, every size and connection count | **not met** | c=100 64 B 2.00× (1 round), c=100 16 KiB 2.00× (1 round) (duplex ÷ gws) |",
 		"| Event-loop mode: at most 2.00 KiB per idle connection at 19k connections | met | 1.46 KiB at c=19000 |",
-	} {
-		if !strings.Contains(b.String(), want) {
-			t.Errorf("the targets section lacks %q:\n%s", want, b.String())
-		}
-	}
+	)
 }
 
 // With steady figures (after a collection) the three idle targets are
@@ -379,16 +375,12 @@ func TestEchoModes(t *testing.T) {
 	a := newAgg(fixture(onTarget()...))
 	a.echo(&b, nil)
 	out := b.String()
-	for _, want := range []string{
+	wantContains(t, "the echo section", out,
 		"#### Duplex's modes, 100 connections",
 		"| payload | duplex, Open (above) | duplex (events) |",
 		"| 64 B | 100.0k | 95.0k |",
 		"| 64 B | 0.95× · 1.05× · 1.06× |",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("the echo section lacks %q:\n%s", want, out)
-		}
-	}
+	)
 	if main := out[:strings.Index(out, "#### Duplex's modes")]; strings.Contains(main, "events") {
 		t.Errorf("the main echo tables show the event loop:\n%s", main)
 	}
