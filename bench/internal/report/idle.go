@@ -66,13 +66,16 @@ func (a *agg) idle(b *strings.Builder, plots map[string]string) {
 	if !a.steadyIdle() {
 		return // a run from before the steady figure
 	}
-	if n := a.steadyCollections(); n < 2 {
-		w("### Steady: after the runtime's periodic collection\n\n")
-		w("The same servers at the largest count, measured again after one garbage collection (the one Go's runtime runs by itself once a server has been idle for two minutes, sent to every server alike through its stdin) and the RSS settling again. The figures above include the room the collector's pacing (GOGC=100) leaves the heap to fill with the handshakes' garbage (net/http's 4 KiB reader and writer of each hijacked connection, the request, its headers), which stays resident until that collection: a server whose connections arrived at once holds about twice its live heap. After one collection the scavenger still keeps part of it (runs since then measure after two).\n\n")
-	} else {
-		w("### Steady: after the runtime's periodic collections\n\n")
-		w("The same servers at the largest count, measured again after %d garbage collections (those Go's runtime runs by itself, one every two idle minutes, sent to every server alike through its stdin), the RSS settling after each. The figures above include the room the collector's pacing (GOGC=100) leaves the heap to fill with the handshakes' garbage (net/http's 4 KiB reader and writer of each hijacked connection, the request, its headers): a server whose connections arrived at once holds about twice its live heap. One collection is not enough to let it go: the scavenger keeps 1.1 times the heap in use at the last collection's mark termination, which comes before the sweep, so after the first it still counts the spans that garbage filled; the second collection's figure is what an idle server keeps for good.\n\n", n)
+	// Runs from before the count ran one collection; since, two.
+	heading, after, why := "collection", "one garbage collection (the one Go's runtime runs by itself once a server has been idle for two minutes, sent to every server alike through its stdin) and the RSS settling again",
+		"After one collection the scavenger still keeps part of it (runs since then measure after two)."
+	if n := a.steadyCollections(); n > 1 {
+		heading = "collections"
+		after = fmt.Sprintf("%d garbage collections (those Go's runtime runs by itself, one every two idle minutes, sent to every server alike through its stdin), the RSS settling after each", n)
+		why = "One collection is not enough to let it go: the scavenger keeps 1.1 times the heap in use at the last collection's mark termination, which comes before the sweep, so after the first it still counts the spans that garbage filled; the second collection's figure is what an idle server keeps for good."
 	}
+	w("### Steady: after the runtime's periodic %s\n\n", heading)
+	w("The same servers at the largest count, measured again after %s. The figures above include the room the collector's pacing (GOGC=100) leaves the heap to fill with the handshakes' garbage (net/http's 4 KiB reader and writer of each hijacked connection, the request, its headers): a server whose connections arrived at once holds about twice its live heap. %s\n\n", after, why)
 	last := cs[len(cs)-1:] // measured steady at the largest count only
 	t = grid("connections", last, connsHead, cols, columnHead, a.values(steadyConn, kib))
 	r = grid("connections", last, connsHead, cols, columnHead, a.ratio(ratios{f: steadyConn, floor: a.sameCellFloor(steadyConn), floorSelf: true}))
