@@ -16,44 +16,38 @@ import (
 // (pings, pongs, the peer's close) are handled while a goroutine reads, so
 // every connection should have one reading.
 type Conn struct {
-	t           transport
-	client      bool
-	subprotocol string
-	cfg         *settings // shared with connections of equal settings: read-only
-	readLimit   atomic.Int64
-	deflate     *deflater // permessage-deflate, when negotiated
-
-	// ownCtx is the context Open gives the handler, which ends only when
-	// the connection closes: a Read under it needs no watching.
-	ownCtx context.Context
+	t       transport
+	cfg     *settings // shared with connections of equal settings: read-only
+	deflate *deflater // permessage-deflate, when negotiated
+	rare    *connRare // nil unless the connection has any of it
 
 	// Reading; owned by whoever holds readSem.
-	readSem sem
-	rb      readBuffer
-	rs      readState
-	readErr error         // sticky: once reading failed it stays failed
-	msgsIn  atomic.Uint64 // data messages begun; bytes are counted by rb
+	readLimit atomic.Int64
+	readSem   sem
+	rb        readBuffer
+	rs        readState
+	readErr   error         // sticky: once reading failed it stays failed
+	msgsIn    atomic.Uint64 // data messages begun, and the current one's number; bytes are counted by rb
 
 	// Writing. msgSem is held for the whole of a data message, so that a
 	// fragmented message from Writer is never interleaved with another one;
 	// wmu is held for each frame and guards the pending buffer and state.
-	msgSem    sem
-	wmu       sync.Mutex
-	wbuf      *[]byte // pending frames not yet written; nil when empty
-	werr      error   // sticky write error
-	closeSent bool
-	msgsOut   atomic.Uint64 // data messages handed to the queue or the transport
-	bytesOut  atomic.Uint64 // bytes the transport took
+	msgSem   sem
+	wmu      sync.Mutex
+	wbuf     *[]byte       // pending frames not yet written; nil when empty
+	werr     error         // sticky write error
+	msgsOut  atomic.Uint64 // data messages handed to the queue or the transport
+	bytesOut atomic.Uint64 // bytes the transport took
 
 	// Closing.
-	closeRcvd     signal      // fired when the peer's close frame was read
-	peerClose     *CloseError // set before closeRcvd fires
-	closed        signal      // fired when the transport is closed
+	closeRcvd     signal        // fired when the peer's close frame was read
+	peerClose     *CloseError   // set before closeRcvd fires
+	closed        signal        // fired when the transport is closed
+	closeSentCode atomic.Int32  // of the close frame sent, once it was written
+	closedBy      atomic.Uint32 // a ClosedBy: the side whose close frame came first
 	closeOnce     sync.Once
-	closeCause    atomic.Pointer[CloseError] // why the connection was dropped, when it was (keepalive)
-	closeSentCode atomic.Int32               // of the close frame sent, once it was written
-	closedBy      atomic.Uint32              // a ClosedBy: the side whose close frame came first
-	onClose       func()                     // run once when the transport closes (Open's cancel)
+	client        bool // read-only; beside closeOnce, where padding would be
+	closeSent     bool // under wmu
 
 	// ev is set when the connection's messages go to Events callbacks
 	// rather than to a reading goroutine (AcceptEvents, events.go).
@@ -64,8 +58,27 @@ type Conn struct {
 	writeCtx *deadlineWatcher
 
 	pings atomic.Pointer[pingWaiters] // made by the first Ping (ping.go)
-	alive *keepaliveState             // with keepalive only (keepalive.go)
 }
+
+// connRare is what only some connections have: a subprotocol, Open's
+// context, keepalive. Kept out of Conn, which an idle connection keeps for
+// its whole life: inline, these 56 bytes would move every Conn up a size
+// class (TestConnSizeClass).
+type connRare struct {
+	subprotocol string
+
+	// ownCtx is the context Open gives the handler, which ends only when
+	// the connection closes: a Read under it needs no watching.
+	ownCtx  context.Context
+	onClose func() // run once when the transport closes (Open's cancel)
+
+	alive      *keepaliveState            // with keepalive only (keepalive.go)
+	closeCause atomic.Pointer[CloseError] // why keepalive dropped the connection, when it did
+}
+
+// connSizeClass is the allocation size class Conn must fit in: every idle
+// connection holds one, whatever its mode.
+const connSizeClass = 384
 
 // connConfig is everything a Conn is made of, complete before the Conn
 // exists: no goroutine sees a Conn that is still being set up.
@@ -87,28 +100,49 @@ type connConfig struct {
 
 func newConn(cfg connConfig) *Conn {
 	c := &Conn{
-		t:           cfg.t,
-		client:      cfg.client,
-		subprotocol: cfg.subprotocol,
-		cfg:         sharedSettings(cfg.opts.resolve()),
-		deflate:     cfg.deflate,
-		ownCtx:      cfg.ownCtx,
-		onClose:     cfg.onClose,
-		ev:          cfg.events,
+		t:       cfg.t,
+		client:  cfg.client,
+		cfg:     sharedSettings(cfg.opts.resolve()),
+		deflate: cfg.deflate,
+		ev:      cfg.events,
+	}
+	keepalive := c.cfg.pingInterval > 0
+	if cfg.subprotocol != "" || cfg.ownCtx != nil || cfg.onClose != nil || keepalive {
+		c.rare = &connRare{subprotocol: cfg.subprotocol, ownCtx: cfg.ownCtx, onClose: cfg.onClose}
 	}
 	c.readLimit.Store(c.cfg.readLimit)
 	c.rb.setSource(cfg.t)
 	c.rb.preload(cfg.prefix)
 	// Only now may anything else see the connection.
-	if c.cfg.pingInterval > 0 {
-		c.alive = &keepaliveState{index: -1}
+	if keepalive {
+		c.rare.alive = &keepaliveState{index: -1}
 		keepalives.add(c)
 	}
 	return c
 }
 
+// isOwnCtx reports whether ctx is Open's context for the handler, which
+// needs no watching.
+func (c *Conn) isOwnCtx(ctx context.Context) bool {
+	return c.rare != nil && c.rare.ownCtx != nil && ctx == c.rare.ownCtx
+}
+
+// closeCause is why the connection was dropped without a close frame from
+// the peer, when keepalive dropped it; nil otherwise.
+func (c *Conn) closeCause() *CloseError {
+	if c.rare == nil {
+		return nil
+	}
+	return c.rare.closeCause.Load()
+}
+
 // Subprotocol returns the subprotocol chosen in the handshake, or "".
-func (c *Conn) Subprotocol() string { return c.subprotocol }
+func (c *Conn) Subprotocol() string {
+	if c.rare == nil {
+		return ""
+	}
+	return c.rare.subprotocol
+}
 
 // SetReadLimit sets the largest message Read and Reader accept from now on
 // (-1: no limit). A bigger message fails the connection with close code 1009.
@@ -132,8 +166,8 @@ func (c *Conn) CloseNow() error {
 		if c.cfg.pingInterval > 0 {
 			keepalives.remove(c)
 		}
-		if c.onClose != nil {
-			c.onClose()
+		if c.rare != nil && c.rare.onClose != nil {
+			c.rare.onClose()
 		}
 		if c.ev != nil {
 			c.ev.connClosed(c)
@@ -172,7 +206,7 @@ func isTimeout(err error) bool {
 // own context needs no watching: it ends only when the connection closes,
 // which ends every read anyway.
 func (c *Conn) beginRead(ctx context.Context) error {
-	if ctx == c.ownCtx || ctx.Done() == nil {
+	if c.isOwnCtx(ctx) || ctx.Done() == nil {
 		c.t.beginRead(nil)
 		return nil
 	}

@@ -264,7 +264,7 @@ func (c *Conn) endCause() *CloseError {
 	if c.peerClosed() {
 		return c.peerClose
 	}
-	if cause := c.closeCause.Load(); cause != nil {
+	if cause := c.closeCause(); cause != nil {
 		return cause
 	}
 	return &CloseError{Code: StatusAbnormalClosure, Reason: "connection closed"}
@@ -362,7 +362,7 @@ func (c *Conn) parseBuffered() (need int, err error) {
 		if err != nil {
 			return 0, err
 		}
-		c.deliver(Message{Type: c.rs.typ, Data: data})
+		c.deliver(Message{Type: c.rs.msgType(), Data: data})
 		// As Read: after a large message the next read takes the large
 		// buffer, so that the next such message comes in one read.
 		c.rb.wantLarge(c.rs.size + maxHeaderSize)

@@ -45,10 +45,10 @@ var keepalives = &keepaliveScheduler{wake: make(chan struct{}, 1)}
 func (s *keepaliveScheduler) add(c *Conn) {
 	now := time.Now()
 	s.mu.Lock()
-	c.alive.sentAt = now // as if a ping had just been answered
-	c.alive.due = now.Add(c.cfg.pingInterval)
+	c.rare.alive.sentAt = now // as if a ping had just been answered
+	c.rare.alive.due = now.Add(c.cfg.pingInterval)
 	heap.Push(&s.conns, c)
-	first := c.alive.index == 0
+	first := c.rare.alive.index == 0
 	start := !s.running
 	s.running = true
 	s.mu.Unlock()
@@ -62,8 +62,8 @@ func (s *keepaliveScheduler) add(c *Conn) {
 // remove takes c out of the schedule; the connection closed.
 func (s *keepaliveScheduler) remove(c *Conn) {
 	s.mu.Lock()
-	if c.alive.index >= 0 {
-		heap.Remove(&s.conns, c.alive.index)
+	if c.rare.alive.index >= 0 {
+		heap.Remove(&s.conns, c.rare.alive.index)
 	}
 	empty := len(s.conns) == 0
 	s.mu.Unlock()
@@ -90,7 +90,7 @@ func (s *keepaliveScheduler) run() {
 			return
 		}
 		now := time.Now()
-		for len(s.conns) > 0 && !s.conns[0].alive.due.After(now) {
+		for len(s.conns) > 0 && !s.conns[0].rare.alive.due.After(now) {
 			c := heap.Pop(&s.conns).(*Conn)
 			if c.isClosed() {
 				continue // CloseNow's remove may have found it popped
@@ -103,7 +103,7 @@ func (s *keepaliveScheduler) run() {
 		}
 		var wait time.Duration
 		if len(s.conns) > 0 {
-			wait = s.conns[0].alive.due.Sub(now)
+			wait = s.conns[0].rare.alive.due.Sub(now)
 		}
 		failed := s.due
 		s.due = s.due[:0]
@@ -131,7 +131,7 @@ func (s *keepaliveScheduler) run() {
 // the next event. It reports false when the pong is late: the connection
 // is to be failed. The caller holds s.mu.
 func (s *keepaliveScheduler) next(c *Conn, now time.Time) bool {
-	a := c.alive
+	a := c.rare.alive
 	interval, timeout := c.cfg.pingInterval, c.cfg.pongTimeout
 	if a.awaiting {
 		if !a.pong.Load() {
@@ -159,7 +159,7 @@ func (s *keepaliveScheduler) next(c *Conn, now time.Time) bool {
 // and does not hold up the scheduler), and the reader sees 1006, since no
 // close frame came back.
 func (c *Conn) keepaliveFailed() {
-	c.closeCause.CompareAndSwap(nil, &CloseError{Code: StatusAbnormalClosure, Reason: keepaliveTimeoutReason})
+	c.rare.closeCause.CompareAndSwap(nil, &CloseError{Code: StatusAbnormalClosure, Reason: keepaliveTimeoutReason})
 	// A dead peer does not take the close frame: give it a second at most.
 	stop := time.AfterFunc(min(time.Second, c.cfg.closeTimeout), func() { c.CloseNow() })
 	go func() {
@@ -173,22 +173,22 @@ func (c *Conn) keepaliveFailed() {
 type keepaliveHeap []*Conn
 
 func (h keepaliveHeap) Len() int           { return len(h) }
-func (h keepaliveHeap) Less(i, j int) bool { return h[i].alive.due.Before(h[j].alive.due) }
+func (h keepaliveHeap) Less(i, j int) bool { return h[i].rare.alive.due.Before(h[j].rare.alive.due) }
 func (h keepaliveHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].alive.index = i
-	h[j].alive.index = j
+	h[i].rare.alive.index = i
+	h[j].rare.alive.index = j
 }
 func (h *keepaliveHeap) Push(x any) {
 	c := x.(*Conn)
-	c.alive.index = len(*h)
+	c.rare.alive.index = len(*h)
 	*h = append(*h, c)
 }
 func (h *keepaliveHeap) Pop() any {
 	old := *h
 	c := old[len(old)-1]
 	old[len(old)-1] = nil
-	c.alive.index = -1
+	c.rare.alive.index = -1
 	*h = old[:len(old)-1]
 	return c
 }

@@ -58,8 +58,8 @@ func (c *Conn) pingWaiters() *pingWaiters {
 // for this pong. A pong that answers no ping (RFC 6455 §5.5.3 allows
 // unsolicited ones) wakes nobody.
 func (c *Conn) deliverPong(payload []byte) {
-	if c.alive != nil {
-		c.alive.pong.Store(true)
+	if c.rare != nil && c.rare.alive != nil {
+		c.rare.alive.pong.Store(true)
 	}
 	w := c.pings.Load()
 	if w == nil || len(payload) != 8 {

@@ -19,15 +19,17 @@ type readState struct {
 	masked    bool
 	fin       bool
 
-	// The data message being read.
+	// The data message being read; Conn.msgsIn numbers it.
 	inMessage  bool
-	typ        MessageType
-	size       int64 // payload bytes of the message so far, against the read limit
-	compressed bool  // permessage-deflate: the payload is inflated as it is read
-	inflated   int64 // bytes inflated so far, against the read limit
+	compressed bool   // permessage-deflate: the payload is inflated as it is read
+	typ        opcode // opText or opBinary; a MessageType's value in a byte
 	utf8       utf8Validator
-	gen        uint64 // counts messages, so a stale Reader can tell
+	size       int64 // payload bytes of the message so far, against the read limit
+	inflated   int64 // bytes inflated so far, against the read limit
 }
+
+// msgType is the type of the data message being read.
+func (s *readState) msgType() MessageType { return MessageType(s.typ) }
 
 // Read reads the next whole message. Control frames that arrive before it
 // are handled on the way: pings are answered, the peer's close frame is
@@ -148,7 +150,7 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	if err = c.endRead(ctx, err); err != nil {
 		return 0, nil, err
 	}
-	return c.rs.typ, &messageReader{c: c, ctx: ctx, gen: c.rs.gen}, nil
+	return c.rs.msgType(), &messageReader{c: c, ctx: ctx, gen: c.msgsIn.Load()}, nil
 }
 
 // messageReader streams one message for Reader.
@@ -166,7 +168,7 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	defer c.readSem.unlock()
-	if c.rs.gen != r.gen {
+	if c.msgsIn.Load() != r.gen {
 		return 0, errStaleReader
 	}
 	if !c.rs.inMessage {
@@ -240,7 +242,7 @@ func (c *Conn) endRead(ctx context.Context, err error) error {
 		if c.isClosed() {
 			reason = "connection closed"
 		}
-		if cause := c.closeCause.Load(); cause != nil {
+		if cause := c.closeCause(); cause != nil {
 			reason = cause.Reason
 		}
 		c.readErr = &CloseError{Code: StatusAbnormalClosure, Reason: reason, cause: err}
@@ -262,7 +264,7 @@ func (c *Conn) readMessage(dst []byte) (Message, error) {
 	if err != nil {
 		return Message{}, err
 	}
-	return Message{Type: c.rs.typ, Data: data}, nil
+	return Message{Type: c.rs.msgType(), Data: data}, nil
 }
 
 // readRest appends the rest of the current message's data to data. On an
@@ -314,7 +316,7 @@ func (c *Conn) advance() error {
 	for c.rs.inMessage && c.rs.remaining == 0 {
 		if c.rs.fin {
 			c.rs.inMessage = false
-			if c.rs.typ == MessageText && !c.rs.utf8.complete() {
+			if c.rs.msgType() == MessageText && !c.rs.utf8.complete() {
 				return &protocolError{code: StatusInvalidFramePayloadData, reason: "text message ends inside a UTF-8 sequence"}
 			}
 			return nil
@@ -341,7 +343,7 @@ func (c *Conn) readInflated(p []byte) (int, error) {
 		if limit >= 0 && c.rs.inflated > limit {
 			return n, &protocolError{code: StatusMessageTooBig, reason: "message inflates beyond the read limit of " + strconv.FormatInt(limit, 10) + " bytes"}
 		}
-		if c.rs.typ == MessageText && !c.rs.utf8.write(p[:n]) {
+		if c.rs.msgType() == MessageText && !c.rs.utf8.write(p[:n]) {
 			return n, &protocolError{code: StatusInvalidFramePayloadData, reason: "text message is not valid UTF-8"}
 		}
 		if !d.params.recvNoTakeover {
@@ -357,7 +359,7 @@ func (c *Conn) readInflated(p []byte) (int, error) {
 		}
 		d.finishInflate()
 		c.rs.inMessage = false
-		if c.rs.typ == MessageText && !c.rs.utf8.complete() {
+		if c.rs.msgType() == MessageText && !c.rs.utf8.complete() {
 			return n, &protocolError{code: StatusInvalidFramePayloadData, reason: "text message ends inside a UTF-8 sequence"}
 		}
 		return n, nil
@@ -429,7 +431,7 @@ func (c *Conn) readPayload(p []byte) (int, error) {
 	}
 	c.rs.remaining -= int64(n)
 	c.rs.size += int64(n)
-	if c.rs.typ == MessageText && !c.rs.utf8.write(p) {
+	if c.rs.msgType() == MessageText && !c.rs.utf8.write(p) {
 		return n, &protocolError{code: StatusInvalidFramePayloadData, reason: "text message is not valid UTF-8"}
 	}
 	return n, nil
@@ -475,12 +477,11 @@ func (c *Conn) nextFrame() error {
 		if h.opcode != opContinuation {
 			c.rs.inMessage = true
 			c.msgsIn.Add(1)
-			c.rs.typ = MessageType(h.opcode)
+			c.rs.typ = h.opcode
 			c.rs.size = 0
 			c.rs.inflated = 0
 			c.rs.compressed = compressed
 			c.rs.utf8.reset()
-			c.rs.gen++
 		}
 		c.rb.consume(hlen)
 		c.rs.remaining = h.length

@@ -47,13 +47,17 @@ type readBuffer struct {
 	src     io.Reader
 	raw     syscall.RawConn
 	rawRead func(fd uintptr) bool // b.readSocket, bound once
-	rawErr  error
-	small   []byte // smallReadSize bytes; not needed over a socket
+	small   *[smallReadSize]byte  // not needed over a socket
 
-	big      *[]byte    // from pool while the stream is busy
-	pool     *sync.Pool // readBufferPool, or socketReadBufferPool over a socket
-	buf      []byte     // small or *big
-	r, w     int
+	// rawErrno and rawEOF are how the last read of the socket failed,
+	// kept apart from an error so that an idle Conn fits its size class.
+	rawErrno syscall.Errno
+
+	big  *[]byte // from pool() while the stream is busy
+	buf  []byte  // small, *big, or nil over a socket
+	r, w int
+
+	rawEOF   bool
 	lastFull bool // the last read filled the buffer: more is likely waiting
 
 	// large: the last message outgrew socketReadBufferSize, so the next
@@ -80,16 +84,14 @@ func (b *readBuffer) consume(n int) { b.r += n }
 // setSource makes src the stream to read, through its RawConn if it has one.
 func (b *readBuffer) setSource(src io.Reader) {
 	b.src = src
-	b.pool = &readBufferPool
 	if sc, ok := src.(syscall.Conn); ok && rawSocketIO {
 		if raw, err := sc.SyscallConn(); err == nil {
 			b.raw = raw
 			b.rawRead = b.readSocket
-			b.pool = &socketReadBufferPool
 			return
 		}
 	}
-	b.small = make([]byte, smallReadSize)
+	b.small = new([smallReadSize]byte)
 }
 
 // errWouldBlock is what fill returns in the nonblocking mode: the parser
@@ -108,12 +110,12 @@ func (b *readBuffer) fill() error {
 		b.r, b.w = 0, 0
 		if b.lastFull {
 			if b.big == nil {
-				b.big = b.pool.Get().(*[]byte)
+				b.big = b.pool().Get().(*[]byte)
 			}
 			b.buf = *b.big
 		} else {
 			b.releaseBig()
-			b.buf = b.small
+			b.buf = b.smallBuf()
 		}
 	} else if b.w == len(b.buf) {
 		if b.r > 0 {
@@ -121,7 +123,7 @@ func (b *readBuffer) fill() error {
 			b.r = 0
 		}
 		if b.w == len(b.buf) && b.big == nil {
-			b.big = b.pool.Get().(*[]byte)
+			b.big = b.pool().Get().(*[]byte)
 			b.w = copy(*b.big, b.buf[:b.w])
 			b.buf = *b.big
 		}
@@ -158,7 +160,7 @@ func (b *readBuffer) ensure(n int) error {
 func (b *readBuffer) releaseIdle() {
 	if b.r == b.w && b.big != nil {
 		b.r, b.w = 0, 0
-		b.buf = b.small
+		b.buf = b.smallBuf()
 		b.releaseBig()
 	}
 }
@@ -174,10 +176,27 @@ func (b *readBuffer) getBig() *[]byte {
 	if b.large {
 		return largeReadBufferPool.Get().(*[]byte)
 	}
-	return b.pool.Get().(*[]byte)
+	return b.pool().Get().(*[]byte)
 }
 
-// pooledSize is the size of the buffers b.pool holds.
+// pool is where the buffers for busy reads come from: over a socket, the
+// larger ones readSocket takes only once a read will fill them.
+func (b *readBuffer) pool() *sync.Pool {
+	if b.raw != nil {
+		return &socketReadBufferPool
+	}
+	return &readBufferPool
+}
+
+// smallBuf is the buffer an idle connection reads into: none over a socket.
+func (b *readBuffer) smallBuf() []byte {
+	if b.small == nil {
+		return nil
+	}
+	return b.small[:]
+}
+
+// pooledSize is the size of the buffers pool holds.
 func (b *readBuffer) pooledSize() int {
 	if b.raw != nil {
 		return socketReadBufferSize
@@ -189,7 +208,7 @@ func (b *readBuffer) releaseBig() {
 	if b.big != nil {
 		switch len(*b.big) { // not one grown by readAvailable
 		case b.pooledSize():
-			b.pool.Put(b.big)
+			b.pool().Put(b.big)
 		case largeReadBufferSize: // only ever taken over a socket
 			largeReadBufferPool.Put(b.big)
 		}
@@ -208,11 +227,22 @@ func (b *readBuffer) fillSocket() error {
 		b.w = copy(b.buf, b.buf[b.r:b.w])
 		b.r = 0
 	}
-	b.rawErr = nil
+	b.rawErrno, b.rawEOF = 0, false
 	if err := b.raw.Read(b.rawRead); err != nil {
 		return err
 	}
-	return b.rawErr
+	return b.rawResult()
+}
+
+// rawResult is the error of the last socket read readSocket made, if any.
+func (b *readBuffer) rawResult() error {
+	switch {
+	case b.rawEOF:
+		return io.EOF
+	case b.rawErrno != 0:
+		return os.NewSyscallError("read", b.rawErrno)
+	}
+	return nil
 }
 
 func (b *readBuffer) readSocket(fd uintptr) bool {
@@ -230,7 +260,7 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 		case err == syscall.EAGAIN:
 			if b.r == b.w {
 				b.r, b.w = 0, 0
-				b.buf = b.small
+				b.buf = b.smallBuf()
 				b.releaseBig()
 			} else {
 				b.shrinkToPooled()
@@ -238,15 +268,24 @@ func (b *readBuffer) readSocket(fd uintptr) bool {
 			// The event loop waits in its own poller, not this one.
 			return b.nonblocking
 		case err != nil:
-			b.rawErr = os.NewSyscallError("read", err)
+			b.rawErrno = asErrno(err)
 		case n == 0:
-			b.rawErr = io.EOF
+			b.rawEOF = true
 		default:
 			b.w += n
 			b.read.Add(uint64(n))
 		}
 		return true
 	}
+}
+
+// asErrno is the errno of a failed read system call (EIO for any error
+// that is not one, which sysRead does not return).
+func asErrno(err error) syscall.Errno {
+	if errno, ok := err.(syscall.Errno); ok {
+		return errno
+	}
+	return syscall.EIO
 }
 
 // shrinkToPooled moves what is buffered out of a large buffer into a
@@ -296,12 +335,12 @@ func (b *readBuffer) readAvailable(need int) (n int, err error) {
 		b.releaseBig()
 		b.big, b.buf = grown, *grown
 	}
-	b.rawErr = nil
+	b.rawErrno, b.rawEOF = 0, false
 	w := b.w
 	if err := b.raw.Read(b.rawRead); err != nil {
 		return 0, err
 	}
-	return b.w - w, b.rawErr
+	return b.w - w, b.rawResult()
 }
 
 // preload makes p, bytes that arrived with the handshake, the first ones

@@ -225,7 +225,7 @@ func (c *Conn) flushLocked(ctx context.Context) error {
 // connection: the peer may have received part of a frame.
 func (c *Conn) writeLocked(ctx context.Context, head, tail []byte) error {
 	// ctx bounds this write and nothing after it (deadline.go).
-	if ctx == c.ownCtx {
+	if c.isOwnCtx(ctx) {
 		ctx = nil
 	}
 	var n int64
