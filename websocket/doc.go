@@ -147,15 +147,17 @@
 //
 //   - Accept and a reading goroutine: the goroutine's stack, 2 KiB, the
 //     runtime's smallest (Read waits for a message near the top of its call
-//     chain so that a waiting reader fits in it), and 1.4 KiB of heap: the
-//     Conn (512 bytes), the socket and what package net keeps for it, the
-//     goroutine's descriptor. The channels that tell of a close, the Ping
+//     chain so that a waiting reader fits in it), and 1.2 KiB of heap: the
+//     Conn (384 bytes; a subprotocol, Open's context and keepalive live in
+//     a second, small object only the connections that have them make),
+//     the socket and what package net keeps for it, the goroutine's
+//     descriptor. The channels that tell of a close, the Ping
 //     bookkeeping, the keepalive state, the watchers that let a context
 //     end a blocked read or write, and a write's buffers are made only when
 //     used (or taken from a pool while a write runs). A plain TCP server
 //     with a goroutine per connection keeps 2 KiB of stack and 0.8 KiB of
 //     heap.
-//   - AcceptEvents: no stack, 0.75 KiB of heap: the Conn, its events
+//   - AcceptEvents: no stack, 0.63 KiB of heap: the Conn, its events
 //     state and the socket's descriptor.
 //   - Open: the handler runs in net/http's goroutine, the connection's only
 //     one, but that goroutine's stack, which net/http's call chain keeps at
@@ -164,7 +166,7 @@
 //     when less than a quarter of it is used; Accept's reading goroutine
 //     uses 0.8 KiB), and net/http's connection, request, response and contexts
 //     (2.5 KiB of heap beyond Accept's) stay for the connection's life:
-//     8 KiB in all, against Accept's 3.4 KiB. Open empties the
+//     8 KiB in all, against Accept's 3.3 KiB. Open empties the
 //     two 4 KiB bufio buffers that net/http hands over with the connection;
 //     the rest it cannot drop while it blocks, and it blocks by design: the
 //     handler runs in net/http's goroutine, and over HTTP/2 the stream lives
