@@ -49,15 +49,16 @@ type readBuffer struct {
 	rawRead func(fd uintptr) bool // b.readSocket, bound once
 	small   *[smallReadSize]byte  // not needed over a socket
 
-	// rawErrno and rawEOF are how the last read of the socket failed,
-	// kept apart from an error so that an idle Conn fits its size class.
+	// rawErrno, and rawEOF below with the other flags, are how the last
+	// read of the socket failed: kept apart from an error value, 8 bytes
+	// smaller, so that an idle Conn fits its size class.
 	rawErrno syscall.Errno
 
 	big  *[]byte // from pool() while the stream is busy
 	buf  []byte  // small, *big, or nil over a socket
 	r, w int
 
-	rawEOF   bool
+	rawEOF   bool // the last read of the socket found the peer's end of the stream
 	lastFull bool // the last read filled the buffer: more is likely waiting
 
 	// large: the last message outgrew socketReadBufferSize, so the next
