@@ -182,12 +182,12 @@
 // mark termination, before its sweep; the second lets it go. The benchmark
 // harness (bench/, the idle and deflate-idle scenarios) measures resident
 // memory per idle connection beside the peer libraries'; at 19,000
-// connections, right after the handshakes: AcceptEvents 1.88 KiB, Accept
-// and a goroutine 6.38 KiB, Open 10.6 KiB, the plain TCP server with a
+// connections, right after the handshakes: AcceptEvents 1.61 KiB, Accept
+// and a goroutine 6.04 KiB, Open 10.6 KiB, the plain TCP server with a
 // goroutine per connection 3.53 KiB, and a bare net/http server that
-// hijacks and parks a goroutine, no WebSocket library, 4.78 KiB; after the
-// two collections the runtime runs in four idle minutes: 1.03, 4.35, 9.28,
-// 3.54 and 3.71 KiB (nbio, an event loop of its own with its own HTTP
+// hijacks and parks a goroutine, no WebSocket library, 4.82 KiB; after the
+// two collections the runtime runs in four idle minutes: 0.90, 4.23, 9.21,
+// 3.55 and 3.68 KiB (nbio, an event loop of its own with its own HTTP
 // parser: 0.98).
 // The figures are in bench/results/REPORT.md, section "Memory per idle
 // connection", and bench/results/followup/deflate-memory.md.
