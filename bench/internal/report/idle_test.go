@@ -16,13 +16,18 @@ func withHijackFloor() []Record {
 	return recs
 }
 
+// renderIdle is the idle section the report writes for recs.
+func renderIdle(recs []Record) string {
+	var b strings.Builder
+	newAgg(fixture(recs...)).idle(&b, nil)
+	return b.String()
+}
+
 // The hijack floor is a column of its own beside the TCP floor in Duplex's
 // modes, with its ratio to the TCP floor, and every mode's ratio to it; it
 // is no mode of Duplex's, and the modes' best peer is still gws.
 func TestIdleModesHijackFloor(t *testing.T) {
-	var b strings.Builder
-	newAgg(fixture(withHijackFloor()...)).idle(&b, nil)
-	out := b.String()
+	out := renderIdle(withHijackFloor())
 	modes := out[strings.Index(out, "### Duplex's modes"):]
 	wantContains(t, "Duplex's modes", modes,
 		"| connections | duplex, Open (above) | duplex (accept) | duplex (events) | tcp floor | net/http hijack floor |",
@@ -48,9 +53,7 @@ func TestIdleModesHijackFloorSteady(t *testing.T) {
 			recs[i].SteadyBytesPerConn, recs[i].SteadyCollections = recs[i].BytesPerConn/1.2, SteadyCollections
 		}
 	}
-	var b strings.Builder
-	newAgg(fixture(recs...)).idle(&b, nil)
-	out := b.String()
+	out := renderIdle(recs)
 	steady := out[strings.Index(out, "#### Duplex's modes, steady"):]
 	wantContains(t, "Duplex's modes, steady", steady,
 		"| connections | duplex, Open (above) | duplex (accept) | duplex (events) | tcp floor | net/http hijack floor |",
