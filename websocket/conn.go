@@ -124,7 +124,7 @@ func newConn(cfg connConfig) *Conn {
 // isOwnCtx reports whether ctx is Open's context for the handler, which
 // needs no watching.
 func (c *Conn) isOwnCtx(ctx context.Context) bool {
-	return c.rare != nil && c.rare.ownCtx != nil && ctx == c.rare.ownCtx
+	return c.rare != nil && ctx == c.rare.ownCtx
 }
 
 // closeCause is why the connection was dropped without a close frame from
